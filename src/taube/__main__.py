@@ -1,0 +1,5 @@
+import sys
+
+from taube.cli.main import main
+
+sys.exit(main())

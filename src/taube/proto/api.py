@@ -1,0 +1,83 @@
+"""The HTTP API as data: every endpoint with its bodies.
+
+The server registers its routes from this table and the OpenAPI document is
+generated from it, so the two cannot drift apart.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from taube.proto import http
+from taube.proto.keys import IdentityKey
+from taube.proto.state import StateEvent
+
+
+@dataclasses.dataclass(frozen=True)
+class Endpoint:
+    name: str  #: the handler's name in the server, and the OpenAPI operationId
+    method: str
+    path: str
+    summary: str
+    request: type[Any] | None = None
+    response: type[Any] | None = None
+    status: int = 200
+    auth: bool = True
+    raw_request: bool = False  #: the body is raw bytes (blob upload)
+    raw_response: bool = False  #: the answer is raw bytes (blob download)
+    errors: tuple[int, ...] = ()
+
+
+PREFIX = "/api/v1"
+
+ENDPOINTS: tuple[Endpoint, ...] = (
+    Endpoint("server_info", "GET", "/info", "What this server is and speaks",
+             response=http.ServerInfo, auth=False),
+    Endpoint("register", "POST", "/accounts", "Create an account and its first device",
+             request=http.Credentials, response=http.Session, status=201, auth=False,
+             errors=(400, 409, 429)),
+    Endpoint("login", "POST", "/sessions", "Log in: a new device with its own token",
+             request=http.Credentials, response=http.Session, status=201, auth=False,
+             errors=(400, 401, 429)),
+    Endpoint("logout", "DELETE", "/sessions/current", "Log out: remove this device",
+             status=204),
+    Endpoint("list_devices", "GET", "/devices", "The account's devices",
+             response=http.DeviceList),
+    Endpoint("rename_device", "PATCH", "/devices/{device}", "Rename a device",
+             request=http.RenameDevice, status=204, errors=(404,)),
+    Endpoint("remove_device", "DELETE", "/devices/{device}",
+             "Remove a device (needs the password); its token dies and its sockets close",
+             request=http.RemoveDevice, status=204, errors=(401, 404, 429)),
+    Endpoint("publish_identity", "PUT", "/keys/identity", "Publish the user's identity key",
+             request=IdentityKey, status=204, errors=(400,)),
+    Endpoint("upload_keys", "POST", "/keys/upload",
+             "Upload this device's certificate, one-time keys and fallback key",
+             request=http.UploadKeys, response=http.KeyCount, errors=(400,)),
+    Endpoint("count_keys", "GET", "/keys/count", "How many one-time keys remain",
+             response=http.KeyCount),
+    Endpoint("query_keys", "POST", "/keys/query", "Identity keys and devices of users",
+             request=http.QueryKeys, response=http.KeysResponse),
+    Endpoint("claim_keys", "POST", "/keys/claim",
+             "Claim one one-time key (else the fallback key) per device",
+             request=http.ClaimKeys, response=http.ClaimResponse),
+    Endpoint("create_conversation", "POST", "/conversations",
+             "Create a conversation from its signed create and member events",
+             request=http.CreateConversation, response=http.ConversationInfo, status=201,
+             errors=(400, 403, 409)),
+    Endpoint("list_conversations", "GET", "/conversations", "The user's conversations",
+             response=http.ConversationList),
+    Endpoint("get_conversation", "GET", "/conversations/{conversation}",
+             "A conversation's current state", response=http.ConversationInfo, errors=(404,)),
+    Endpoint("get_state", "GET", "/conversations/{conversation}/state",
+             "The whole signed state chain", response=http.StateChain, errors=(404,)),
+    Endpoint("append_state", "POST", "/conversations/{conversation}/state",
+             "Append a signed state event", request=StateEvent, response=http.Appended,
+             errors=(400, 403, 404, 409)),
+    Endpoint("upload_blob", "POST", "/blobs", "Upload an encrypted attachment",
+             response=http.BlobCreated, status=201, raw_request=True, errors=(411, 413, 507)),
+    Endpoint("download_blob", "GET", "/blobs/{blob}", "Download an encrypted attachment",
+             raw_response=True, errors=(404,)),
+)
+
+BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}

@@ -1,0 +1,1 @@
+"""The taube server: HTTP API, WebSocket gateway, delivery, retention."""

@@ -1,0 +1,215 @@
+"""The aiohttp application: routes from ``taube.proto.api``, headers, errors,
+and the process lifecycle (``serve``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import importlib
+import logging
+import signal
+import sys
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from taube.proto.api import ENDPOINTS, PREFIX, Endpoint
+from taube.proto.codec import decode, encode
+from taube.proto.errors import ErrorCode, ProtocolError
+from taube.proto.http import ErrorBody
+from taube.proto.schema import openapi
+from taube.server import logs
+from taube.server.clock import Clock, SystemClock
+from taube.server.config import Config
+from taube.server.context import CLOSE_GOING_AWAY, Server
+from taube.server.http.call import Call
+from taube.server.retention import sweep_forever
+from taube.server.ws.gateway import websocket
+from taube.store import Store
+
+log = logging.getLogger(__name__)
+
+HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta")
+
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; script-src 'self' 'wasm-unsafe-eval'; object-src 'none'; "
+        "base-uri 'none'; frame-ancestors 'none'; connect-src 'self'; img-src 'self' blob: data:; "
+        "media-src 'self' blob:; style-src 'self'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+    "X-Frame-Options": "DENY",
+    "Cross-Origin-Opener-Policy": "same-origin",
+    "Permissions-Policy": "geolocation=(), camera=(self), microphone=(self)",
+}
+
+INDEX = b"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>taube</title>
+<meta name="viewport" content="width=device-width, initial-scale=1"></head>
+<body><h1>taube</h1><p>This taube server is running. The API is at
+<a href="/api/v1/info">/api/v1/info</a>; its description at
+<a href="/api/openapi.json">/api/openapi.json</a>.</p></body></html>
+"""
+
+
+def _error_response(exc: ProtocolError) -> web.Response:
+    headers = {}
+    if exc.retry_after is not None:
+        headers["Retry-After"] = str(max(1, round(exc.retry_after + 0.5)))
+    body = ErrorBody(error=exc.code, message=exc.message, retry_after=exc.retry_after)
+    return web.Response(
+        body=encode(body), status=exc.status, content_type="application/json", headers=headers
+    )
+
+
+@web.middleware
+async def errors(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except ProtocolError as exc:
+        return _error_response(exc)
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(ProtocolError(ErrorCode.PAYLOAD_TOO_LARGE, "request too large"))
+    except web.HTTPNotFound:
+        return _error_response(ProtocolError(ErrorCode.NOT_FOUND, "no such resource"))
+    except web.HTTPMethodNotAllowed:
+        return _error_response(ProtocolError(ErrorCode.BAD_REQUEST, "method not allowed"))
+    except web.HTTPException:
+        raise
+    except (asyncio.CancelledError, ConnectionError):
+        raise
+    except Exception:
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        return _error_response(ProtocolError(ErrorCode.INTERNAL, "internal error"))
+
+
+@web.middleware
+async def headers(
+    request: web.Request, handler: Callable[[web.Request], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        for name, value in SECURITY_HEADERS.items():
+            response.headers.setdefault(name, value)
+    return response
+
+
+def _route(srv: Server, endpoint: Endpoint, fn: Callable[[Call], Awaitable[Any]]) -> Any:
+    async def handle(request: web.Request) -> web.StreamResponse:
+        auth = None
+        if endpoint.auth:
+            header = request.headers.get("Authorization", "")
+            scheme, _, token = header.partition(" ")
+            if scheme.lower() != "bearer" or not token:
+                raise ProtocolError(ErrorCode.UNAUTHORIZED, "invalid or expired token")
+            auth = await srv.authenticate(token.strip())
+        body = None
+        if endpoint.request is not None:
+            body = decode(await request.read(), endpoint.request)
+        result = await fn(Call(srv, request, body, auth))
+        if isinstance(result, web.StreamResponse):
+            return result
+        if result is None:
+            return web.Response(status=204)
+        return web.Response(
+            body=encode(result), status=endpoint.status, content_type="application/json"
+        )
+
+    return handle
+
+
+def create_app(srv: Server) -> web.Application:
+    app = web.Application(
+        middlewares=[headers, errors], client_max_size=srv.config.limits.max_body_bytes
+    )
+    app["srv"] = srv
+    handlers: dict[str, Any] = {}
+    for name in HANDLER_MODULES:
+        module = importlib.import_module(f"taube.server.http.{name}")
+        handlers.update({e.name: getattr(module, e.name) for e in ENDPOINTS if hasattr(module, e.name)})
+    for endpoint in ENDPOINTS:
+        app.router.add_route(endpoint.method, PREFIX + endpoint.path,
+                             _route(srv, endpoint, handlers[endpoint.name]))
+    app.router.add_get(PREFIX + "/ws", websocket)
+    document = encode(openapi())
+    app.router.add_get(
+        "/api/openapi.json",
+        lambda _: _static(document, "application/json"),
+    )
+    app.router.add_get("/", lambda _: _static(INDEX, "text/html"))
+    return app
+
+
+async def _static(body: bytes, content_type: str) -> web.Response:
+    return web.Response(body=body, content_type=content_type)
+
+
+async def serve(
+    config: Config,
+    *,
+    clock: Clock | None = None,
+    ready: Callable[[str], None] | None = None,
+    stop: asyncio.Event | None = None,
+) -> None:
+    """Run the server until SIGTERM/SIGINT (or ``stop``), then shut down cleanly."""
+    clock = clock or SystemClock()
+    stop = stop or asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        with contextlib.suppress(NotImplementedError, RuntimeError):
+            loop.add_signal_handler(sig, stop.set)
+    data_dir = config.data_dir
+    data_dir.mkdir(parents=True, exist_ok=True)
+    store = Store(config.database_path, data_dir / "blobs", synchronous=config.storage.synchronous)
+    async with store:
+        srv = Server(config, clock, store)
+        runner = web.AppRunner(create_app(srv), access_log=None, shutdown_timeout=5.0)
+        await runner.setup()
+        site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
+        await site.start()
+        server = site._server
+        assert server is not None and hasattr(server, "sockets")
+        host, port = server.sockets[0].getsockname()[:2]
+        url = f"http://{host}:{port}"
+        log.info("serving", extra={"url": url, "data_dir": str(data_dir)})
+        if ready is not None:
+            ready(url)
+        background = [
+            asyncio.create_task(srv.acks.run(), name="acks"),
+            asyncio.create_task(sweep_forever(store, clock, config.retention), name="retention"),
+        ]
+        try:
+            await stop.wait()
+            log.info("shutting down")
+        finally:
+            for conn in srv.hub.connections():
+                await conn.close(CLOSE_GOING_AWAY, "server shutting down")
+            await runner.cleanup()
+            for task in background:
+                task.cancel()
+            await asyncio.gather(*background, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                await srv.acks.flush()
+    log.info("stopped")
+
+
+def run(config: Config) -> None:
+    logs.setup(config.log.level, config.log.format)
+    try:
+        import uvloop
+
+        runner: Any = uvloop.run
+    except ImportError:
+        runner = asyncio.run
+
+    def announce(url: str) -> None:
+        print(f"taube serving on {url}", flush=True)  # noqa: T201 - the ready line
+
+    try:
+        runner(serve(config, ready=announce))
+    except KeyboardInterrupt:  # pragma: no cover
+        sys.exit(130)

@@ -1,0 +1,174 @@
+"""One typed configuration tree: a TOML file, then ``TAUBE_*`` variables, then flags.
+
+Every key has an environment variable ``TAUBE_<SECTION>_<KEY>``
+(``TAUBE_SERVER_PORT=8470``). Unknown keys in the file, and unknown
+variables with a section's prefix, are refused with a message naming them.
+The reference in ``docs/admin-guide.md`` lists every key.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+
+def default_data_dir() -> str:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return str(Path(base) / "taube")
+
+
+class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    pass
+
+
+class ServerSection(Section):
+    host: str = "127.0.0.1"
+    port: int = 8470
+    #: the domain of this server's addresses (``name@domain``)
+    domain: str = "localhost"
+    data_dir: str = msgspec.field(default_factory=default_data_dir)
+    #: extra browser origins allowed on the WebSocket (the server's own always is)
+    origins: list[str] = []
+
+
+class StorageSection(Section):
+    #: empty: ``<data_dir>/taube.db``
+    database: str = ""
+    #: SQLite ``synchronous``: FULL syncs every group commit (durable acks)
+    synchronous: Literal["FULL", "NORMAL"] = "FULL"
+
+
+class LimitsSection(Section):
+    max_frame_bytes: int = 1 << 20
+    max_body_bytes: int = 1 << 20
+    max_blob_bytes: int = 100 << 20
+    blob_quota_bytes: int = 4 << 30
+    #: WebSocket frames per second per connection, and the burst above it
+    ws_rate: float = 2000.0
+    ws_burst: float = 4000.0
+    hello_timeout_s: float = 10.0
+    heartbeat_s: float = 30.0
+    #: register/login attempts per minute per client IP and per account
+    auth_per_ip_per_minute: float = 60.0
+    auth_per_account_per_minute: float = 10.0
+    #: password hashes computed at once; more callers wait, then get 429
+    argon2_concurrency: int = 2
+    argon2_queue: int = 32
+
+
+class AuthSection(Section):
+    token_lifetime_s: float = 90 * 86400.0
+    argon2_time_cost: int = 3
+    argon2_memory_kib: int = 65536
+    argon2_parallelism: int = 1
+
+
+class RetentionSection(Section):
+    #: undelivered ciphertext is deleted after this long
+    max_age_s: float = 30 * 86400.0
+    #: uploaded blobs never attached to a message are deleted after this long
+    unattached_blob_s: float = 86400.0
+    sweep_interval_s: float = 60.0
+    #: how often acknowledged cursors are written (acks in between are merged)
+    ack_flush_s: float = 0.05
+
+
+class LogSection(Section):
+    level: Literal["debug", "info", "warning", "error"] = "info"
+    format: Literal["json", "text"] = "json"
+
+
+class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
+    server: ServerSection = msgspec.field(default_factory=ServerSection)
+    storage: StorageSection = msgspec.field(default_factory=StorageSection)
+    limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
+    auth: AuthSection = msgspec.field(default_factory=AuthSection)
+    retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
+    log: LogSection = msgspec.field(default_factory=LogSection)
+
+    @property
+    def data_dir(self) -> Path:
+        return Path(self.server.data_dir).expanduser()
+
+    @property
+    def database_path(self) -> Path:
+        return Path(self.storage.database) if self.storage.database else (
+            self.data_dir / "taube.db"
+        )
+
+    def public_dict(self) -> dict[str, Any]:
+        """The configuration as printed: secrets would show as ``****``."""
+        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+
+
+class ConfigError(Exception):
+    """The configuration is invalid; the message says where and why."""
+
+
+SECTIONS = tuple(Config.__struct_fields__)
+
+
+def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
+    overrides: dict[str, dict[str, Any]] = {}
+    for name, value in environ.items():
+        if not name.startswith("TAUBE_"):
+            continue
+        rest = name[len("TAUBE_") :].lower()
+        section = next((s for s in SECTIONS if rest.startswith(s + "_")), None)
+        if section is None:
+            continue  # TAUBE_PASSWORD, TAUBE_REQUIRE_SERVICES, ...: not server config
+        key = rest[len(section) + 1 :]
+        fields = _section_type(section)
+        if key not in fields.__struct_fields__:
+            raise ConfigError(f"unknown setting {name} (no key {key!r} in [{section}])")
+        overrides.setdefault(section, {})[key] = _parse_env(value)
+    return overrides
+
+
+def _section_type(section: str) -> type[Section]:
+    hints = {
+        "server": ServerSection, "storage": StorageSection, "limits": LimitsSection,
+        "auth": AuthSection, "retention": RetentionSection, "log": LogSection,
+    }
+    return hints[section]
+
+
+def _parse_env(value: str) -> Any:
+    """Environment values are TOML values when they parse as one, else strings."""
+    try:
+        return tomllib.loads(f"v = {value}")["v"]
+    except tomllib.TOMLDecodeError:
+        return value
+
+
+def load(
+    path: Path | None = None,
+    environ: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Mapping[str, Any]] | None = None,
+) -> Config:
+    """Build the configuration: file, then environment, then ``overrides``."""
+    environ = os.environ if environ is None else environ
+    data: dict[str, dict[str, Any]] = {}
+    if path is None and environ.get("TAUBE_CONFIG"):
+        path = Path(environ["TAUBE_CONFIG"])
+    if path is not None:
+        try:
+            raw = tomllib.loads(path.read_text("utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"cannot read {path}: {exc}") from exc
+        for section, values in raw.items():
+            if not isinstance(values, dict):
+                raise ConfigError(f"{path}: {section!r} must be a [section]")
+            data[section] = dict(values)
+    for source in (_env_overrides(environ), overrides or {}):
+        for section, values in source.items():
+            data.setdefault(section, {}).update(values)
+    try:
+        return msgspec.convert(data, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(f"invalid configuration: {exc}") from exc

@@ -1,0 +1,120 @@
+"""In-process fan-out: which devices are connected here, and who is in which
+conversation.
+
+The hub only pushes what was committed; the database stays the one source of
+truth. A connection that cannot take a live entry (it is behind, busy, or
+was just added) is told its conversation is *dirty* and reads it from the
+store, so a lost or early push delays a message but never loses one.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import defaultdict
+from collections.abc import Awaitable, Callable, Iterable
+from typing import TYPE_CHECKING
+
+from taube.proto.ids import ConversationId, DeviceId, UserId
+
+if TYPE_CHECKING:
+    from taube.server.ws.connection import Connection
+
+log = logging.getLogger(__name__)
+
+MAX_CACHED_CONVERSATIONS = 200_000
+
+
+class Hub:
+    def __init__(self, load_members: Callable[[ConversationId], Awaitable[frozenset[UserId]]]):
+        self._load_members = load_members
+        self.by_device: dict[DeviceId, Connection] = {}
+        self.by_user: dict[UserId, set[Connection]] = defaultdict(set)
+        self._members: dict[ConversationId, frozenset[UserId]] = {}
+
+    # ----------------------------------------------------------- connections
+
+    def attach(self, conn: Connection) -> Connection | None:
+        """Register ``conn``; returns an older connection of the same device."""
+        old = self.by_device.get(conn.device)
+        if old is not None:
+            self.detach(old)
+        self.by_device[conn.device] = conn
+        self.by_user[conn.user].add(conn)
+        return old
+
+    def detach(self, conn: Connection) -> None:
+        if self.by_device.get(conn.device) is conn:
+            del self.by_device[conn.device]
+        conns = self.by_user.get(conn.user)
+        if conns is not None:
+            conns.discard(conn)
+            if not conns:
+                del self.by_user[conn.user]
+
+    def connections(self) -> list[Connection]:
+        return list(self.by_device.values())
+
+    # ----------------------------------------------------------- membership
+
+    async def members(self, conversation: ConversationId) -> frozenset[UserId]:
+        members = self._members.get(conversation)
+        if members is None:
+            members = await self._load_members(conversation)
+            if len(self._members) >= MAX_CACHED_CONVERSATIONS:
+                self._members.clear()
+            self._members[conversation] = members
+        return members
+
+    def cached_members(self, conversation: ConversationId) -> frozenset[UserId] | None:
+        return self._members.get(conversation)
+
+    def set_members(self, conversation: ConversationId, members: frozenset[UserId]) -> None:
+        old = self._members.get(conversation, frozenset())
+        self._members[conversation] = members
+        for user in old ^ members:
+            for conn in self.by_user.get(user, ()):
+                conn.forget(conversation)
+
+    # ----------------------------------------------------------- pushes
+
+    def publish_entry(
+        self,
+        conversation: ConversationId,
+        seq: int,
+        recipients: Iterable[UserId],
+        frame: bytes,
+        sender_device: DeviceId | None = None,
+        echo: bytes | None = None,
+    ) -> None:
+        """Offer a committed log entry to every connected device of ``recipients``."""
+        for user in recipients:
+            for conn in self.by_user.get(user, ()):
+                if conn.device == sender_device and echo is not None:
+                    conn.offer(conversation, seq, echo)
+                else:
+                    conn.offer(conversation, seq, frame)
+
+    def publish_queue(self, device: DeviceId, seq: int, frame: bytes) -> None:
+        conn = self.by_device.get(device)
+        if conn is not None:
+            conn.offer_queue(seq, frame)
+
+    def wake_queues(self, devices: Iterable[DeviceId]) -> None:
+        """Entries were queued for ``devices``: have them read their queues."""
+        for device in devices:
+            conn = self.by_device.get(device)
+            if conn is not None:
+                conn.queue_dirty()
+
+    def publish_ephemeral(
+        self, recipients: Iterable[UserId], frame: bytes, skip: DeviceId | None = None
+    ) -> None:
+        for user in recipients:
+            for conn in self.by_user.get(user, ()):
+                if conn.device != skip:
+                    conn.push(frame)
+
+    async def close_device(self, device: DeviceId, code: int, reason: str) -> None:
+        conn = self.by_device.get(device)
+        if conn is not None:
+            await conn.close(code, reason)

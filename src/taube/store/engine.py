@@ -1,0 +1,201 @@
+"""The SQLite engine: one writer thread that commits in groups, reader threads.
+
+Durable writes are the expensive part of a messenger. Every write is a *job*
+(a function of a connection) put on a queue; the writer thread takes all the
+jobs that are waiting, runs each inside its own savepoint (so one job's
+failure leaves the others intact), commits once and syncs once
+(``synchronous=FULL`` in WAL mode), and only then resolves the callers'
+futures. Under load a batch holds hundreds of jobs, so thousands of durable
+sends per second cost a few fsyncs.
+
+Reads run on a small pool of threads, each with its own read-only
+connection; in WAL mode they never wait for the writer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import queue
+import sqlite3
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any, TypeVar
+
+from taube.proto.errors import ProtocolError
+from taube.store.errors import StoreUnavailable
+from taube.store.migrations import migrate_sqlite
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
+
+MAX_BATCH = 2000
+_STOP = object()
+
+
+def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{path}?mode=ro" if readonly else f"file:{path}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class SqliteEngine:
+    """Owns the database file; ``write`` and ``read`` run jobs off the loop."""
+
+    def __init__(self, path: Path, *, synchronous: str = "FULL", readers: int = 2) -> None:
+        self.path = path
+        self._synchronous = synchronous
+        self._readers = readers
+        self._queue: queue.SimpleQueue[Any] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._executor: ThreadPoolExecutor | None = None
+        self._local = threading.local()
+        self._reader_conns: list[sqlite3.Connection] = []
+        self._reader_lock = threading.Lock()
+        self.batches = 0
+        self.jobs = 0
+
+    async def __aenter__(self) -> SqliteEngine:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    async def start(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        conn = await asyncio.to_thread(self._open_writer)
+        self._thread = threading.Thread(
+            target=self._run, args=(conn,), name="taube-sqlite-writer", daemon=True
+        )
+        self._thread.start()
+        self._executor = ThreadPoolExecutor(self._readers, thread_name_prefix="taube-sqlite-read")
+
+    def _open_writer(self) -> sqlite3.Connection:
+        conn = _connect(self.path)
+        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+        conn.execute("PRAGMA wal_autocheckpoint = 4000")
+        migrate_sqlite(conn)
+        return conn
+
+    async def close(self) -> None:
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
+        with self._reader_lock:
+            for conn in self._reader_conns:
+                conn.close()
+            self._reader_conns.clear()
+
+    # ------------------------------------------------------------------ writes
+
+    def write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
+        """Run ``fn(conn, *args)`` in the next group commit; resolves once synced."""
+        if self._loop is None or self._thread is None:
+            raise StoreUnavailable("the store is not running")
+        future: asyncio.Future[T] = self._loop.create_future()
+        self._queue.put((fn, args, future))
+        return future
+
+    def _run(self, conn: sqlite3.Connection) -> None:
+        try:
+            while True:
+                first = self._queue.get()
+                if first is _STOP:
+                    return
+                batch: list[Job] = [first]
+                stop = False
+                while len(batch) < MAX_BATCH:
+                    try:
+                        job = self._queue.get_nowait()
+                    except queue.Empty:
+                        break
+                    if job is _STOP:
+                        stop = True
+                        break
+                    batch.append(job)
+                self._commit(conn, batch)
+                if stop:
+                    return
+        finally:
+            conn.close()
+
+    def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for fn, args, future in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    value = fn(conn, *args)
+                except (ProtocolError, sqlite3.IntegrityError) as exc:
+                    conn.execute("ROLLBACK TO job")
+                    results.append((future, False, exc))
+                except Exception as exc:
+                    log.exception("store job %s failed", getattr(fn, "__name__", fn))
+                    conn.execute("ROLLBACK TO job")
+                    results.append((future, False, exc))
+                else:
+                    results.append((future, True, value))
+                conn.execute("RELEASE job")
+            conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            log.error("commit failed: %s", exc)
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            error = StoreUnavailable(f"storage error: {exc}")
+            results = [(future, False, error) for _, _, future in batch]
+        self.batches += 1
+        self.jobs += len(batch)
+        assert self._loop is not None
+        try:
+            self._loop.call_soon_threadsafe(_resolve, results)
+        except RuntimeError:  # the loop is closed: nobody is waiting any more
+            pass
+
+    # ------------------------------------------------------------------ reads
+
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = _connect(self.path, readonly=True)
+            self._local.conn = conn
+            with self._reader_lock:
+                self._reader_conns.append(conn)
+        return conn
+
+    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
+        return fn(self._reader(), *args)
+
+    async def read(self, fn: Callable[..., T], *args: Any) -> T:
+        """Run ``fn(conn, *args)`` on a reader thread."""
+        if self._loop is None or self._executor is None:
+            raise StoreUnavailable("the store is not running")
+        try:
+            return await self._loop.run_in_executor(self._executor, self._run_read, fn, args)
+        except sqlite3.OperationalError as exc:
+            raise StoreUnavailable(f"storage error: {exc}") from exc
+
+
+def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:
+    for future, ok, value in results:
+        if future.cancelled():
+            continue
+        if ok:
+            future.set_result(value)
+        else:
+            future.set_exception(value)

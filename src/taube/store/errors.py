@@ -1,0 +1,16 @@
+"""Errors of the storage layer."""
+
+from __future__ import annotations
+
+from taube.proto.errors import ErrorCode, ProtocolError
+
+
+class StoreError(Exception):
+    """The root of storage failures that are not the caller's fault."""
+
+
+class StoreUnavailable(StoreError, ProtocolError):
+    """The database cannot take writes right now; the same request may succeed later."""
+
+    def __init__(self, message: str = "storage unavailable, retry") -> None:
+        ProtocolError.__init__(self, ErrorCode.UNAVAILABLE, message, retry_after=1.0)

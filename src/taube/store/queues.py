@@ -1,0 +1,98 @@
+"""Per-device queues: to-device messages and key-change notices.
+
+Entries are deleted when the device acknowledges them (or at retention).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from collections.abc import Iterable
+
+from taube.proto.ids import DeviceId, MessageId, UserId
+
+KIND_TO_DEVICE = 0
+KIND_KEYS_CHANGED = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class QueueEntry:
+    seq: int
+    device: DeviceId
+    kind: int
+    sender: UserId
+    sender_device: DeviceId
+    ts: int
+    body: bytes
+
+
+def notify_keys_changed(
+    conn: sqlite3.Connection, user: UserId, devices: Iterable[DeviceId], now: int
+) -> list[DeviceId]:
+    """Queue a ``keys.changed`` notice about ``user`` for each device."""
+    targets = list(dict.fromkeys(devices))
+    conn.executemany(
+        "INSERT INTO device_queue (device, kind, sender, sender_device, ts, body)"
+        " VALUES (?, ?, ?, '', ?, ?)",
+        [(device, KIND_KEYS_CHANGED, user, now, b"") for device in targets],
+    )
+    return targets
+
+
+def send_to_devices(
+    conn: sqlite3.Connection,
+    sender: UserId,
+    sender_device: DeviceId,
+    ref: MessageId,
+    messages: list[tuple[UserId, DeviceId, bytes]],
+    now: int,
+) -> tuple[bool, list[QueueEntry]]:
+    """Queue each message for its device; idempotent on ``(sender_device, ref)``.
+
+    Messages for devices that do not exist (or not of that user) are dropped
+    silently, so that a sender learns nothing it could not learn from the key
+    directory. Returns whether this was a retry and the stored entries.
+    """
+    seen = conn.execute(
+        "INSERT INTO sent (device, msg_id, conversation, seq, ts) VALUES (?, ?, '', 0, ?)"
+        " ON CONFLICT (device, msg_id) DO NOTHING",
+        (sender_device, ref, now),
+    )
+    if seen.rowcount == 0:
+        return True, []
+    entries = []
+    for user, device, body in messages:
+        owner = conn.execute(
+            "SELECT 1 FROM devices WHERE device = ? AND user_id = ?", (device, user)
+        ).fetchone()
+        if owner is None:
+            continue
+        row = conn.execute(
+            "INSERT INTO device_queue (device, kind, sender, sender_device, ts, body)"
+            " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
+            (device, KIND_TO_DEVICE, sender, sender_device, now, body),
+        ).fetchone()
+        entries.append(
+            QueueEntry(int(row[0]), device, KIND_TO_DEVICE, sender, sender_device, now, body)
+        )
+    return False, entries
+
+
+def fetch_queue(
+    conn: sqlite3.Connection, device: DeviceId, after: int, limit: int
+) -> list[QueueEntry]:
+    rows = conn.execute(
+        "SELECT seq, kind, sender, sender_device, ts, body FROM device_queue"
+        " WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?",
+        (device, after, limit),
+    ).fetchall()
+    return [
+        QueueEntry(int(r[0]), device, int(r[1]), UserId(r[2]), DeviceId(r[3]), int(r[4]), r[5])
+        for r in rows
+    ]
+
+
+def ack_queue(conn: sqlite3.Connection, device: DeviceId, seq: int) -> int:
+    return conn.execute(
+        "DELETE FROM device_queue WHERE device = ? AND seq <= ?", (device, seq)
+    ).rowcount
