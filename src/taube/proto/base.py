@@ -5,5 +5,8 @@ from __future__ import annotations
 import msgspec
 
 
-class Wire(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True, frozen=True):
-    """A wire type: unknown fields are an error, defaults are left out."""
+class Wire(msgspec.Struct, forbid_unknown_fields=True, omit_defaults=True):
+    """A wire type: unknown fields are an error, defaults are left out.
+
+    Treat instances as values: build changed copies with ``msgspec.structs.replace``.
+    """

@@ -43,7 +43,8 @@ def decode(data: bytes | str, type_: type[T]) -> T:
 
 def decode_client_frame(data: bytes | str) -> ClientFrame:
     try:
-        return _client_decoder.decode(data)
+        frame: ClientFrame = _client_decoder.decode(data)
+        return frame
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _error(exc) from None
     except (ValueError, TypeError, RecursionError) as exc:  # pragma: no cover - defensive
@@ -52,7 +53,8 @@ def decode_client_frame(data: bytes | str) -> ClientFrame:
 
 def decode_server_frame(data: bytes | str) -> ServerFrame:
     try:
-        return _server_decoder.decode(data)
+        frame: ServerFrame = _server_decoder.decode(data)
+        return frame
     except (msgspec.DecodeError, msgspec.ValidationError) as exc:
         raise _error(exc) from None
     except (ValueError, TypeError, RecursionError) as exc:  # pragma: no cover - defensive

@@ -30,6 +30,8 @@ Body = Annotated[bytes, Meta(max_length=4 * 1024 * 1024)]
 
 
 class Hello(Wire, tag="hello", kw_only=True):
+    """The first frame: protocol version and the device's bearer token."""
+
     protocol: int
     token: Annotated[str, Meta(max_length=128)]
     client: Annotated[str, Meta(max_length=100)] = ""
@@ -75,11 +77,15 @@ class ToDeviceAck(Wire, tag="todevice.ack", kw_only=True):
 
 
 class Typing(Wire, tag="typing", kw_only=True):
+    """The user started or stopped typing (not stored, sent to online members)."""
+
     conversation: ConversationIdField
     active: bool
 
 
 class Ping(Wire, tag="ping", kw_only=True):
+    """Application-level ping; answered with ``pong`` carrying the server time."""
+
     ref: Ref = ""
 
 
@@ -89,6 +95,8 @@ ClientFrame = Hello | Send | Ack | ToDeviceSend | ToDeviceAck | Typing | Ping
 
 
 class Welcome(Wire, tag="welcome", kw_only=True):
+    """Authenticated: the backlog follows, then ``queue.empty``."""
+
     protocol: int
     user: UserIdField
     device: DeviceIdField
@@ -143,6 +151,8 @@ class KeysChanged(Wire, tag="keys.changed", kw_only=True):
 
 
 class ToDeviceSent(Wire, tag="todevice.sent", kw_only=True):
+    """The to-device messages of ``id`` are durable."""
+
     id: MessageIdField
 
 
@@ -151,17 +161,23 @@ class QueueEmpty(Wire, tag="queue.empty", kw_only=True):
 
 
 class TypingEvent(Wire, tag="typing.event", kw_only=True):
+    """A member started or stopped typing."""
+
     conversation: ConversationIdField
     user: UserIdField
     active: bool
 
 
 class Pong(Wire, tag="pong", kw_only=True):
+    """The answer to ``ping``."""
+
     ref: Ref = ""
     server_time_ms: int = 0
 
 
 class Error(Wire, tag="error", kw_only=True):
+    """A frame was refused; ``ref`` names it (the message id) where it had one."""
+
     code: ErrorCode
     message: str
     ref: str | None = None

@@ -130,7 +130,9 @@ def create_app(srv: Server) -> web.Application:
     handlers: dict[str, Any] = {}
     for name in HANDLER_MODULES:
         module = importlib.import_module(f"taube.server.http.{name}")
-        handlers.update({e.name: getattr(module, e.name) for e in ENDPOINTS if hasattr(module, e.name)})
+        handlers.update(
+            {e.name: getattr(module, e.name) for e in ENDPOINTS if hasattr(module, e.name)}
+        )
     for endpoint in ENDPOINTS:
         app.router.add_route(endpoint.method, PREFIX + endpoint.path,
                              _route(srv, endpoint, handlers[endpoint.name]))
@@ -142,6 +144,16 @@ def create_app(srv: Server) -> web.Application:
     )
     app.router.add_get("/", lambda _: _static(INDEX, "text/html"))
     return app
+
+
+def _bound_address(site: web.TCPSite) -> tuple[str, int]:
+    """Where the site listens (``--port 0`` lets the kernel choose)."""
+    server = site._server
+    sockets = getattr(server, "sockets", None)
+    if not sockets:
+        raise RuntimeError("the server is not listening")
+    host, port = sockets[0].getsockname()[:2]
+    return str(host), int(port)
 
 
 async def _static(body: bytes, content_type: str) -> web.Response:
@@ -171,9 +183,7 @@ async def serve(
         await runner.setup()
         site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
         await site.start()
-        server = site._server
-        assert server is not None and hasattr(server, "sockets")
-        host, port = server.sockets[0].getsockname()[:2]
+        host, port = _bound_address(site)
         url = f"http://{host}:{port}"
         log.info("serving", extra={"url": url, "data_dir": str(data_dir)})
         if ready is not None:
@@ -207,7 +217,7 @@ def run(config: Config) -> None:
         runner = asyncio.run
 
     def announce(url: str) -> None:
-        print(f"taube serving on {url}", flush=True)  # noqa: T201 - the ready line
+        print(f"taube serving on {url}", flush=True)
 
     try:
         runner(serve(config, ready=announce))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+import typing
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
@@ -27,10 +28,13 @@ class Section(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
 
 class ServerSection(Section):
+    #: the address to listen on
     host: str = "127.0.0.1"
+    #: the port to listen on (0: any free port, printed at start)
     port: int = 8470
     #: the domain of this server's addresses (``name@domain``)
     domain: str = "localhost"
+    #: the database and the attachment files live here
     data_dir: str = msgspec.field(default_factory=default_data_dir)
     #: extra browser origins allowed on the WebSocket (the server's own always is)
     origins: list[str] = []
@@ -44,14 +48,20 @@ class StorageSection(Section):
 
 
 class LimitsSection(Section):
+    #: largest WebSocket frame; larger ones get ``frame_too_large``
     max_frame_bytes: int = 1 << 20
+    #: largest JSON request body
     max_body_bytes: int = 1 << 20
+    #: largest attachment
     max_blob_bytes: int = 100 << 20
+    #: attachment bytes one account may keep on the server at once
     blob_quota_bytes: int = 4 << 30
     #: WebSocket frames per second per connection, and the burst above it
     ws_rate: float = 2000.0
     ws_burst: float = 4000.0
+    #: a WebSocket must send ``hello`` within this time
     hello_timeout_s: float = 10.0
+    #: WebSocket ping interval; a peer that misses a pong is dropped
     heartbeat_s: float = 30.0
     #: register/login attempts per minute per client IP and per account
     auth_per_ip_per_minute: float = 60.0
@@ -62,7 +72,9 @@ class LimitsSection(Section):
 
 
 class AuthSection(Section):
+    #: a device token expires after this long unused (use extends it)
     token_lifetime_s: float = 90 * 86400.0
+    #: argon2id cost parameters for account passwords
     argon2_time_cost: int = 3
     argon2_memory_kib: int = 65536
     argon2_parallelism: int = 1
@@ -73,13 +85,16 @@ class RetentionSection(Section):
     max_age_s: float = 30 * 86400.0
     #: uploaded blobs never attached to a message are deleted after this long
     unattached_blob_s: float = 86400.0
+    #: how often retention runs
     sweep_interval_s: float = 60.0
     #: how often acknowledged cursors are written (acks in between are merged)
     ack_flush_s: float = 0.05
 
 
 class LogSection(Section):
+    #: debug, info, warning or error
     level: Literal["debug", "info", "warning", "error"] = "info"
+    #: json (one object per line) or text
     format: Literal["json", "text"] = "json"
 
 
@@ -110,7 +125,9 @@ class ConfigError(Exception):
     """The configuration is invalid; the message says where and why."""
 
 
-SECTIONS = tuple(Config.__struct_fields__)
+#: ``[section]`` name -> its type, read off ``Config`` itself
+SECTION_TYPES: dict[str, type[Section]] = typing.get_type_hints(Config)
+SECTIONS = tuple(SECTION_TYPES)
 
 
 def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
@@ -123,19 +140,10 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         if section is None:
             continue  # TAUBE_PASSWORD, TAUBE_REQUIRE_SERVICES, ...: not server config
         key = rest[len(section) + 1 :]
-        fields = _section_type(section)
-        if key not in fields.__struct_fields__:
+        if key not in SECTION_TYPES[section].__struct_fields__:
             raise ConfigError(f"unknown setting {name} (no key {key!r} in [{section}])")
         overrides.setdefault(section, {})[key] = _parse_env(value)
     return overrides
-
-
-def _section_type(section: str) -> type[Section]:
-    hints = {
-        "server": ServerSection, "storage": StorageSection, "limits": LimitsSection,
-        "auth": AuthSection, "retention": RetentionSection, "log": LogSection,
-    }
-    return hints[section]
 
 
 def _parse_env(value: str) -> Any:

@@ -43,6 +43,10 @@ class RateLimiter:
         return bucket.take(now)
 
     def _forget(self, now: float) -> None:
-        full = [k for k, b in self.buckets.items() if b.tokens + (now - b.updated) * b.rate >= b.burst]
+        full = [
+            key
+            for key, bucket in self.buckets.items()
+            if bucket.tokens + (now - bucket.updated) * bucket.rate >= bucket.burst
+        ]
         for key in full:
             del self.buckets[key]

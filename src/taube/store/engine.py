@@ -15,6 +15,7 @@ connection; in WAL mode they never wait for the writer.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import queue
 import sqlite3
@@ -162,10 +163,8 @@ class SqliteEngine:
         self.batches += 1
         self.jobs += len(batch)
         assert self._loop is not None
-        try:
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             self._loop.call_soon_threadsafe(_resolve, results)
-        except RuntimeError:  # the loop is closed: nobody is waiting any more
-            pass
 
     # ------------------------------------------------------------------ reads
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import AsyncIterator
 
 from aiohttp import web
@@ -10,8 +11,6 @@ from taube.proto import http
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.ids import BLOB_ID_PATTERN, BlobId, new_blob_id
 from taube.server.http.call import Call
-
-import re
 
 _BLOB_ID = re.compile(BLOB_ID_PATTERN)
 

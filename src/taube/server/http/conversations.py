@@ -21,9 +21,12 @@ async def _check_event(call: Call, event: StateEvent) -> None:
         raise ProtocolError(ErrorCode.BAD_KEY, "publish the identity key first")
     verify(DOMAIN_STATE, event, identity.identity_key, event.signature)
     content = event.content
-    if isinstance(content, Member) and content.membership == "join":
-        if await call.srv.store.password_hash(UserId(content.target)) is None:
-            raise ProtocolError(ErrorCode.NOT_FOUND, f"no such user: {content.target}")
+    if (
+        isinstance(content, Member)
+        and content.membership == "join"
+        and await call.srv.store.password_hash(UserId(content.target)) is None
+    ):
+        raise ProtocolError(ErrorCode.NOT_FOUND, f"no such user: {content.target}")
 
 
 def _info(row: ConversationRow) -> http.ConversationInfo:

@@ -21,6 +21,7 @@ from taube.proto.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from taube.server.context import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, Server
 from taube.server.ratelimit import TokenBucket
 from taube.server.ws.connection import Connection
+from taube.store.accounts import DeviceAuth
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +88,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     return ws
 
 
-async def _hello(srv: Server, ws: web.WebSocketResponse) -> object:
+async def _hello(srv: Server, ws: web.WebSocketResponse) -> DeviceAuth | None:
     try:
         msg = await ws.receive(timeout=srv.config.limits.hello_timeout_s)
     except TimeoutError:
