@@ -23,7 +23,7 @@ def encode(obj: Any) -> bytes:
 
 def _error(exc: Exception) -> ProtocolError:
     text = str(exc)
-    if "Invalid value" in text and "`$.type`" in text:
+    if text.startswith("Invalid value") and text.endswith("- at `$.type`"):
         return ProtocolError(ErrorCode.UNKNOWN_TYPE, text)
     return ProtocolError(ErrorCode.BAD_REQUEST, text)
 

@@ -22,11 +22,14 @@ ConversationId = NewType("ConversationId", str)
 MessageId = NewType("MessageId", str)
 BlobId = NewType("BlobId", str)
 
+# In Python (and so in msgspec, which uses ``re.search``) ``$`` also matches
+# before a final newline; ``(?!\n)`` refuses that and reads the same in the
+# ECMAScript regexes of the generated JSON Schema.
 ADDRESS_PATTERN = (
-    r"^[a-z0-9][a-z0-9._-]{0,63}@[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$"
+    r"^[a-z0-9][a-z0-9._-]{0,63}@[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?(?!\n)$"
 )
-RANDOM_ID_PATTERN = r"^[A-Za-z0-9_-]{22}$"
-BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{32}$"
+RANDOM_ID_PATTERN = r"^[A-Za-z0-9_-]{22}(?!\n)$"
+BLOB_ID_PATTERN = r"^[A-Za-z0-9_-]{32}(?!\n)$"
 
 UserIdField = Annotated[UserId, Meta(pattern=ADDRESS_PATTERN, max_length=320)]
 DeviceIdField = Annotated[DeviceId, Meta(pattern=RANDOM_ID_PATTERN)]

@@ -13,9 +13,11 @@ from msgspec import Meta
 from taube.proto.base import Wire
 from taube.proto.ids import DeviceIdField, UserIdField
 
-Key = Annotated[str, Meta(min_length=43, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=?$")]
-Signature = Annotated[str, Meta(min_length=86, max_length=88, pattern=r"^[A-Za-z0-9+/]{86}(==)?$")]
-KeyIdStr = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9+/=_-]+$")]
+Key = Annotated[str, Meta(min_length=43, max_length=44, pattern=r"^[A-Za-z0-9+/]{43}=?(?!\n)$")]
+Signature = Annotated[
+    str, Meta(min_length=86, max_length=88, pattern=r"^[A-Za-z0-9+/]{86}(==)?(?!\n)$")
+]
+KeyIdStr = Annotated[str, Meta(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9+/=_-]+(?!\n)$")]
 
 
 class IdentityKey(Wire, kw_only=True):

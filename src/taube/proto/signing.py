@@ -56,10 +56,29 @@ def signing_bytes(domain: bytes, obj: msgspec.Struct | dict[str, Any]) -> bytes:
     return domain + b"\n" + canonical_json(obj)
 
 
+#: Encodings of the Ed25519 points of small order (sign bit cleared), including
+#: the non-canonical ones (y >= p). Under such a key a signature can verify for
+#: any message, and verifiers disagree about them: refuse them outright.
+_ED25519_SMALL_ORDER = frozenset(
+    bytes.fromhex(h)
+    for h in (
+        "0000000000000000000000000000000000000000000000000000000000000000",
+        "0100000000000000000000000000000000000000000000000000000000000000",
+        "26e8958fc2b227b045c3f489f2ef98f0d5dfac05d3c63339b13802886d53fc05",
+        "c7176a703d4dd84fba3c0b760d10670f2a2053fa2c39ccc64ec7fd7792ac037a",
+        "ecffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "edffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+        "eeffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff7f",
+    )
+)
+
+
 def ed25519_public_key(text: str) -> Ed25519PublicKey:
     raw = b64decode(text)
     if len(raw) != 32:
         raise ProtocolError(ErrorCode.BAD_KEY, "an Ed25519 key is 32 bytes")
+    if raw[:31] + bytes([raw[31] & 0x7F]) in _ED25519_SMALL_ORDER:
+        raise ProtocolError(ErrorCode.BAD_KEY, "small-order Ed25519 key")
     try:
         return Ed25519PublicKey.from_public_bytes(raw)
     except ValueError as exc:

@@ -142,12 +142,18 @@ def _env_overrides(environ: Mapping[str, str]) -> dict[str, dict[str, Any]]:
         key = rest[len(section) + 1 :]
         if key not in SECTION_TYPES[section].__struct_fields__:
             raise ConfigError(f"unknown setting {name} (no key {key!r} in [{section}])")
-        overrides.setdefault(section, {})[key] = _parse_env(value)
+        as_text = SECTION_TYPES[section].__annotations__.get(key) in ("str", str)
+        overrides.setdefault(section, {})[key] = _parse_env(value, text=as_text)
     return overrides
 
 
-def _parse_env(value: str) -> Any:
-    """Environment values are TOML values when they parse as one, else strings."""
+def _parse_env(value: str, *, text: bool = False) -> Any:
+    """Environment values are TOML values when they parse as one, else strings.
+
+    For a text setting only a quoted TOML string is parsed: ``1234`` stays
+    the text "1234"."""
+    if text and not value.startswith(('"', "'")):
+        return value
     try:
         return tomllib.loads(f"v = {value}")["v"]
     except tomllib.TOMLDecodeError:

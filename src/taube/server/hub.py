@@ -59,10 +59,11 @@ class Hub:
     async def members(self, conversation: ConversationId) -> frozenset[UserId]:
         members = self._members.get(conversation)
         if members is None:
-            members = await self._load_members(conversation)
+            loaded = await self._load_members(conversation)
             if len(self._members) >= MAX_CACHED_CONVERSATIONS:
                 self._members.clear()
-            self._members[conversation] = members
+            # a state change while we read wins: it is newer than what we read
+            members = self._members.setdefault(conversation, loaded)
         return members
 
     def cached_members(self, conversation: ConversationId) -> frozenset[UserId] | None:

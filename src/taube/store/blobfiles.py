@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import secrets
 from collections.abc import AsyncIterator
@@ -38,8 +39,6 @@ class BlobFiles:
 
         Returns the temporary path and the size; ``commit`` moves it in place.
         """
-        import asyncio
-
         tmp = self.tmp / f"{blob}.{secrets.token_hex(4)}"
         size = 0
         pending: list[bytes] = []

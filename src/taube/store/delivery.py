@@ -147,11 +147,14 @@ def fetch_log(
     after: int,
     until: int | None,
     limit: int,
+    now: int | None = None,
 ) -> list[LogEntry]:
     rows = conn.execute(
         "SELECT seq, kind, msg_id, sender, sender_device, ts, body, blobs, expires_ms FROM log"
-        " WHERE conversation = ? AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?",
-        (conversation, after, until if until is not None else 2**62, limit),
+        " WHERE conversation = ? AND seq > ? AND seq <= ?"
+        " AND (expires_ms IS NULL OR expires_ms > ?) ORDER BY seq LIMIT ?",
+        (conversation, after, until if until is not None else 2**62,
+         now if now is not None else -1, limit),
     ).fetchall()
     return [
         LogEntry(

@@ -84,16 +84,21 @@ class SqliteEngine:
 
     def _open_writer(self) -> sqlite3.Connection:
         conn = _connect(self.path)
-        conn.execute(f"PRAGMA synchronous = {self._synchronous}")
-        conn.execute("PRAGMA wal_autocheckpoint = 4000")
-        migrate_sqlite(conn)
+        try:
+            conn.execute(f"PRAGMA synchronous = {self._synchronous}")
+            conn.execute("PRAGMA wal_autocheckpoint = 4000")
+            # Delivered means deleted, down to the bytes: deleted rows are
+            # overwritten with zeros (see checkpoint() for the WAL's old frames).
+            conn.execute("PRAGMA secure_delete = ON")
+            migrate_sqlite(conn)
+        except BaseException:  # e.g. SchemaTooNew: do not leave the file open
+            conn.close()
+            raise
         return conn
 
     async def close(self) -> None:
-        if self._thread is not None:
-            self._queue.put(_STOP)
-            await asyncio.to_thread(self._thread.join)
-            self._thread = None
+        # Readers first: the writer's connection, closed last, then checkpoints
+        # the WAL into the database and removes it.
         if self._executor is not None:
             self._executor.shutdown(wait=True)
             self._executor = None
@@ -101,6 +106,18 @@ class SqliteEngine:
             for conn in self._reader_conns:
                 conn.close()
             self._reader_conns.clear()
+        if self._thread is not None:
+            self._queue.put(_STOP)
+            await asyncio.to_thread(self._thread.join)
+            self._thread = None
+
+    async def checkpoint(self) -> None:
+        """Copy the WAL into the database and truncate it.
+
+        Old page images in the WAL may still hold deleted ciphertext; after
+        this they are gone (``secure_delete`` zeroed them in the database).
+        """
+        await self.write(_truncate_wal)
 
     # ------------------------------------------------------------------ writes
 
@@ -136,6 +153,18 @@ class SqliteEngine:
             conn.close()
 
     def _commit(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
+        """Commit ``batch``; a checkpoint job in it runs between transactions."""
+        for index, job in enumerate(batch):
+            if job[0] is _truncate_wal:
+                if index:
+                    self._commit_jobs(conn, batch[:index])
+                self._checkpoint(conn, job)
+                if index + 1 < len(batch):
+                    self._commit(conn, batch[index + 1 :])
+                return
+        self._commit_jobs(conn, batch)
+
+    def _commit_jobs(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
         try:
             conn.execute("BEGIN IMMEDIATE")
@@ -166,6 +195,17 @@ class SqliteEngine:
         with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
             self._loop.call_soon_threadsafe(_resolve, results)
 
+    def _checkpoint(self, conn: sqlite3.Connection, job: Job) -> None:
+        _, _, future = job
+        try:
+            conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+            outcome: tuple[asyncio.Future[Any], bool, Any] = (future, True, None)
+        except sqlite3.Error as exc:
+            outcome = (future, False, StoreUnavailable(f"checkpoint failed: {exc}"))
+        assert self._loop is not None
+        with contextlib.suppress(RuntimeError):
+            self._loop.call_soon_threadsafe(_resolve, [outcome])
+
     # ------------------------------------------------------------------ reads
 
     def _reader(self) -> sqlite3.Connection:
@@ -188,6 +228,10 @@ class SqliteEngine:
             return await self._loop.run_in_executor(self._executor, self._run_read, fn, args)
         except sqlite3.OperationalError as exc:
             raise StoreUnavailable(f"storage error: {exc}") from exc
+
+
+def _truncate_wal(conn: sqlite3.Connection) -> None:
+    """A marker job: the writer runs it outside a transaction."""
 
 
 def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -185,9 +185,17 @@ class Store:
         return await self.engine.read(delivery.device_cursor, device, conversation)
 
     async def fetch_log(
-        self, conversation: ConversationId, after: int, until: int | None, limit: int
+        self,
+        conversation: ConversationId,
+        after: int,
+        until: int | None,
+        limit: int,
+        now: int | None = None,
     ) -> list[delivery.LogEntry]:
-        return await self.engine.read(delivery.fetch_log, conversation, after, until, limit)
+        """Entries after ``after`` (up to ``until``), without expired ones if ``now`` is given."""
+        return await self.engine.read(
+            delivery.fetch_log, conversation, after, until, limit, now
+        )
 
     async def ack(self, acks: list[tuple[DeviceId, ConversationId, int]]) -> None:
         await self._free(await self.engine.write(delivery.ack, acks))
@@ -195,6 +203,7 @@ class Store:
     async def sweep(self, now: int, max_age_ms: int, unattached_ms: int) -> int:
         removed, freed = await self.engine.write(delivery.sweep, now, max_age_ms, unattached_ms)
         await self._free(freed)
+        await self.engine.checkpoint()
         return removed
 
     # ----------------------------------------------------------- device queues

@@ -256,14 +256,22 @@ class RawClient:
 
     async def _read(self) -> None:
         assert self.ws is not None and self.closed is not None
+        reason = ""
         try:
-            async for msg in self.ws:
+            while True:
+                msg = await self.ws.receive()
                 if msg.type is aiohttp.WSMsgType.TEXT:
                     await self._on_frame(decode_server_frame(msg.data))
                     self.changed.set()
+                elif msg.type is aiohttp.WSMsgType.CLOSE:
+                    reason = str(msg.extra or "")
+                    break
+                elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
+                                  aiohttp.WSMsgType.ERROR):
+                    break
         finally:
             if not self.closed.done():
-                self.closed.set_result((self.ws.close_code, str(self.ws.extra or "")))
+                self.closed.set_result((self.ws.close_code, reason))
             self.changed.set()
 
     async def _on_frame(self, frame: frames.ServerFrame) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 
@@ -28,14 +29,16 @@ async def upload_blob(call: Call) -> http.BlobCreated:
 
     files = srv.store.files
     tmp, size = await files.receive(blob, chunks(), limit)
+    # The file goes in place before its row: a crash in between leaves an
+    # orphan file (removed at start), never a row without its file.
+    await asyncio.to_thread(files.commit, blob, tmp)
     try:
         await srv.store.create_blob(
             blob, call.auth.user, size, srv.clock.now_ms(), srv.config.limits.blob_quota_bytes
         )
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        files.delete([blob])
         raise
-    files.commit(blob, tmp)
     return http.BlobCreated(blob=blob, size=size)
 
 

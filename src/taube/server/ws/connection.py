@@ -174,7 +174,9 @@ class Connection:
             self.until[conversation] = cursor.until_seq
         while not self.closed:
             after = self.delivered[conversation]
-            entries = await store.fetch_log(conversation, after, self.until.get(conversation), PAGE)
+            entries = await store.fetch_log(
+                conversation, after, self.until.get(conversation), PAGE, self.srv.clock.now_ms()
+            )
             for entry in entries:
                 if entry.seq <= self.delivered.get(conversation, entry.seq):
                     continue
