@@ -32,6 +32,10 @@ HIGH_WATER = 512  #: frames queued for the socket before live pushes wait
 LOW_WATER = 128
 PAGE = 256  #: entries read from the store at a time
 MAX_INFLIGHT = 1024  #: sends awaiting their commit, per connection
+#: frames waiting for the socket before a peer that sends but never reads is
+#: dropped (live entries stop queueing at HIGH_WATER; replies keep coming)
+MAX_QUEUED = 8192
+CLOSE_TOO_FAR_BEHIND = 4429
 
 
 class Connection:
@@ -287,5 +291,10 @@ class Connection:
         self.wake.set()
         self.room.set()
         self.out.put_nowait(None)
+        # Bounded: a peer that never answers the close must not hold us up.
         with contextlib.suppress(Exception):
-            await self.ws.close(code=code, message=reason.encode())
+            await asyncio.wait_for(self.ws.close(code=code, message=reason.encode()), 1.0)
+
+    @property
+    def too_far_behind(self) -> bool:
+        return self.out.qsize() > MAX_QUEUED

@@ -2,7 +2,8 @@
 
 Close codes: 4400 bad protocol version, 4401 not authenticated (no hello in
 time, bad token, device removed), 4409 replaced by a newer connection of the
-same device, 1001 server shutting down, 1009 frame over the hard limit.
+same device, 4429 sends without reading (too far behind), 1001 server
+shutting down, 1009 frame over the hard limit.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.version import MIN_PROTOCOL_VERSION, PROTOCOL_VERSION
 from taube.server.context import CLOSE_REPLACED, CLOSE_UNAUTHORIZED, Server
 from taube.server.ratelimit import TokenBucket
-from taube.server.ws.connection import Connection
+from taube.server.ws.connection import CLOSE_TOO_FAR_BEHIND, Connection
 from taube.store.accounts import DeviceAuth
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,8 @@ async def _hello(srv: Server, ws: web.WebSocketResponse) -> DeviceAuth | None:
         return None
     if msg.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
         raise ProtocolError(ErrorCode.UNAUTHORIZED, "the first frame must be hello")
+    if len(msg.data) > srv.config.limits.max_frame_bytes:
+        raise ProtocolError(ErrorCode.FRAME_TOO_LARGE, "hello frame too large")
     frame = decode_client_frame(msg.data)
     if not isinstance(frame, frames.Hello):
         raise ProtocolError(ErrorCode.UNAUTHORIZED, "the first frame must be hello")
@@ -135,3 +138,6 @@ async def _serve(srv: Server, conn: Connection, ws: web.WebSocketResponse) -> No
         except ProtocolError as exc:
             conn.send(frames.Error(code=exc.code, message=exc.message, ref=ref,
                                    retry_after=exc.retry_after))
+        if conn.too_far_behind:
+            await conn.close(CLOSE_TOO_FAR_BEHIND, "not reading: too far behind")
+            return
