@@ -17,8 +17,7 @@ and JSON, not just vodozemac):
    the receivers' side (pre-key decrypt, new inbound session, payload
    checks, ``accept_room_key``), summed over all devices.
 
-Register it in ``bench/__main__.py``'s ``WORKLOADS`` to run it as
-``python -m bench crypto``.
+Run it as ``python -m bench crypto`` (or ``python -m bench.crypto``).
 """
 
 from __future__ import annotations
