@@ -1,10 +1,14 @@
-"""Shared fixtures: a real server process on loopback, and raw clients."""
+"""Shared fixtures: a real server process on loopback, raw clients, PostgreSQL."""
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
+import secrets
+import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
@@ -15,6 +19,12 @@ _names = itertools.count()
 
 #: in CI every service a test needs must be there; a skip is a failure
 REQUIRE_SERVICES = os.environ.get("TAUBE_REQUIRE_SERVICES") == "1"
+
+#: a PostgreSQL server the tests may use: they create a database of their own
+#: in it (``taube_test_<random>``) and drop it at the end
+POSTGRES_URL = os.environ.get(
+    "TAUBE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
 
 
 @pytest.fixture
@@ -31,6 +41,8 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 
 ClientFactory = Callable[..., Awaitable[RawClient]]
+#: the ``clients`` fixture: ``make = clients(server)``
+Clients = Callable[[ServerProcess], ClientFactory]
 
 
 def fresh_address(prefix: str = "user") -> str:
@@ -38,7 +50,7 @@ def fresh_address(prefix: str = "user") -> str:
 
 
 @pytest.fixture
-async def clients() -> AsyncIterator[Callable[[ServerProcess], Callable[..., Awaitable[RawClient]]]]:
+async def clients() -> AsyncIterator[Callable[[ServerProcess], ClientFactory]]:
     """``make = clients(server)``; ``alice = await make("alice")`` registers,
     publishes keys and connects."""
     opened: list[RawClient] = []
@@ -60,7 +72,9 @@ async def clients() -> AsyncIterator[Callable[[ServerProcess], Callable[..., Awa
         await client.__aexit__(None, None, None)
 
 
-async def second_device(proc: ServerProcess, first: RawClient, *, connect: bool = True) -> RawClient:
+async def second_device(
+    proc: ServerProcess, first: RawClient, *, connect: bool = True
+) -> RawClient:
     client = RawClient(proc.url, first.address)
     await client.__aenter__()
     client.identity = first.identity
@@ -69,3 +83,56 @@ async def second_device(proc: ServerProcess, first: RawClient, *, connect: bool 
     if connect:
         await client.connect()
     return client
+
+
+def _postgres(url: str, *statements: str) -> None:
+    """Run ``statements`` on ``url`` from a thread with its own loop (fixtures are sync)."""
+
+    async def run() -> None:
+        import asyncpg
+
+        conn = await asyncpg.connect(url, timeout=5)
+        try:
+            for statement in statements:
+                await conn.execute(statement)
+        finally:
+            await conn.close()
+
+    with ThreadPoolExecutor(1) as pool:
+        pool.submit(asyncio.run, run()).result()
+
+
+def _with_database(url: str, name: str) -> str:
+    return urllib.parse.urlsplit(url)._replace(path=f"/{name}").geturl()
+
+
+@pytest.fixture(scope="session")
+def postgres_database() -> Iterator[str]:
+    """The URL of a database of this run's own; skipped (failed under
+    ``TAUBE_REQUIRE_SERVICES=1``) when PostgreSQL cannot be reached."""
+    name = f"taube_test_{secrets.token_hex(4)}"
+    try:
+        _postgres(POSTGRES_URL, f"CREATE DATABASE {name}")
+    except Exception as exc:
+        reason = (
+            f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc});"
+            " start it or point TAUBE_TEST_POSTGRES at one"
+        )
+        if REQUIRE_SERVICES:
+            pytest.fail(reason)
+        pytest.skip(reason)
+    try:
+        yield _with_database(POSTGRES_URL, name)
+    finally:
+        _postgres(POSTGRES_URL, f"DROP DATABASE IF EXISTS {name} WITH (FORCE)")
+
+
+@pytest.fixture
+def postgres_url(postgres_database: str) -> Iterator[str]:
+    """A fresh, empty schema for one test: the URL selects it with ``search_path``."""
+    schema = f"taube_{secrets.token_hex(6)}"
+    _postgres(postgres_database, f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{postgres_database}?search_path={schema}"
+    finally:
+        _postgres(postgres_database, f"DROP SCHEMA IF EXISTS {schema} CASCADE")

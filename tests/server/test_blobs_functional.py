@@ -27,11 +27,17 @@ async def _error(call: Awaitable[Any]) -> tuple[int, dict[str, Any]]:
 
 async def _send_error(client: RawClient, conversation: str, blobs: list[str]) -> frames.Error:
     msg_id = new_message_id()
-    await client.send_frame(frames.Send(conversation=ConversationId(conversation), id=msg_id,
-                                        body=seal(b"look at this"),
-                                        blobs=[BlobId(b) for b in blobs]))
-    await client.wait_for(lambda: msg_id in client.sent() or any(
-        e.ref == msg_id for e in client.errors()))
+    await client.send_frame(
+        frames.Send(
+            conversation=ConversationId(conversation),
+            id=msg_id,
+            body=seal(b"look at this"),
+            blobs=[BlobId(b) for b in blobs],
+        )
+    )
+    await client.wait_for(
+        lambda: msg_id in client.sent() or any(e.ref == msg_id for e in client.errors())
+    )
     assert msg_id not in client.sent()
     [error] = [e for e in client.errors() if e.ref == msg_id]
     return error

@@ -89,8 +89,13 @@ def test_data_dir_expands_the_home_directory() -> None:
         ("TAUBE_SERVER_HOST", "0.0.0.0", "server", "host", "0.0.0.0"),  # not TOML: a string
         ("TAUBE_SERVER_HOST", '"::1"', "server", "host", "::1"),
         ("TAUBE_SERVER_DOMAIN", "example.org", "server", "domain", "example.org"),
-        ("TAUBE_SERVER_ORIGINS", '["https://a.example", "https://b.example"]', "server",
-         "origins", ["https://a.example", "https://b.example"]),
+        (
+            "TAUBE_SERVER_ORIGINS",
+            '["https://a.example", "https://b.example"]',
+            "server",
+            "origins",
+            ["https://a.example", "https://b.example"],
+        ),
         ("TAUBE_LIMITS_WS_RATE", "12.5", "limits", "ws_rate", 12.5),
         ("TAUBE_LIMITS_MAX_BLOB_BYTES", "1_048_576", "limits", "max_blob_bytes", 1 << 20),
         ("TAUBE_STORAGE_SYNCHRONOUS", "NORMAL", "storage", "synchronous", "NORMAL"),
@@ -119,7 +124,7 @@ def test_every_key_has_a_variable() -> None:
 
 
 def test_precedence_file_then_environment_then_overrides(tmp_path: Path) -> None:
-    path = write(tmp_path, "[server]\nport = 1\nhost = \"h.file\"\ndomain = \"d.file\"\n")
+    path = write(tmp_path, '[server]\nport = 1\nhost = "h.file"\ndomain = "d.file"\n')
     config = load(
         path,
         environ={"TAUBE_SERVER_PORT": "2", "TAUBE_SERVER_HOST": "h.env"},
@@ -170,10 +175,10 @@ def test_other_variables_are_ignored(name: str) -> None:
 @pytest.mark.parametrize(
     ("text", "where"),
     [
-        ("[server]\nport = \"many\"\n", "port"),
-        ("[storage]\nsynchronous = \"OFF\"\n", "synchronous"),
-        ("[log]\nlevel = \"loud\"\n", "level"),
-        ("[server]\norigins = \"https://a.example\"\n", "origins"),
+        ('[server]\nport = "many"\n', "port"),
+        ('[storage]\nsynchronous = "OFF"\n', "synchronous"),
+        ('[log]\nlevel = "loud"\n', "level"),
+        ('[server]\norigins = "https://a.example"\n', "origins"),
     ],
 )
 def test_wrong_types_are_refused(tmp_path: Path, text: str, where: str) -> None:
@@ -197,6 +202,34 @@ def test_public_dict_is_json() -> None:
     data = load(environ={}).public_dict()
     assert set(data) == set(SECTIONS)
     assert json.loads(json.dumps(data)) == data
+
+
+@pytest.mark.parametrize(
+    ("url", "shown"),
+    [
+        ("postgresql://taube:s3cret@db:5432/taube", "postgresql://taube:****@db:5432/taube"),
+        (
+            "postgresql://taube@db/taube?password=s3cret&search_path=a,b",
+            "postgresql://taube@db/taube?password=****&search_path=a%2Cb",
+        ),
+        ("postgresql://db/taube?search_path=a,b", "postgresql://db/taube?search_path=a,b"),
+        ("/srv/taube/db.sqlite", "/srv/taube/db.sqlite"),
+    ],
+)
+def test_the_database_password_prints_as_stars(url: str, shown: str) -> None:
+    config = load(environ={"TAUBE_STORAGE_DATABASE": url})
+    assert config.storage.database == url  # the store gets the real one
+    assert config.public_dict()["storage"]["database"] == shown
+
+
+def test_a_postgresql_url_selects_postgresql(tmp_path: Path) -> None:
+    url = "postgresql://taube@127.0.0.1/taube"
+    config = load(environ={"TAUBE_STORAGE_DATABASE": url, "TAUBE_STORAGE_BLOBS": "database"})
+    assert config.database == url
+    assert config.storage.blobs == "database"
+    assert load(environ={}).database == str(tmp_path / "xdg" / "taube" / "taube.db")
+    with pytest.raises(ConfigError, match="blobs"):
+        load(environ={"TAUBE_STORAGE_BLOBS": "s3"})
 
 
 # ---------------------------------------------------------------- taube serve --print-config
@@ -233,9 +266,22 @@ def test_print_config(tmp_path: Path) -> None:
     assert set(data) == set(SECTIONS)
 
 
+def test_print_config_with_a_database_flag(tmp_path: Path) -> None:
+    done = _taube(
+        ["serve", "--print-config", "--database", "postgresql://taube:pw@127.0.0.1/taube"],
+        {"TAUBE_STORAGE_DATABASE": "/elsewhere.db"},
+        tmp_path,
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["storage"]["database"] == (
+        "postgresql://taube:****@127.0.0.1/taube"
+    )
+
+
 def test_print_config_flags_beat_the_environment(tmp_path: Path) -> None:
-    done = _taube(["serve", "--print-config", "--port", "9200"], {"TAUBE_SERVER_PORT": "9100"},
-                  tmp_path)
+    done = _taube(
+        ["serve", "--print-config", "--port", "9200"], {"TAUBE_SERVER_PORT": "9100"}, tmp_path
+    )
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout)["server"]["port"] == 9200
 

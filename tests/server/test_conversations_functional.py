@@ -11,9 +11,12 @@ from taube.proto.ids import UserId
 from taube.proto.state import Kind, Member, Role, Timer, Title
 from taube.testing import ServerProcess
 from taube.testing.rawclient import HttpError
+from tests.conftest import Clients
 
 
-async def test_state_chain_is_served_in_order(shared_server: ServerProcess, clients) -> None:
+async def test_state_chain_is_served_in_order(
+    shared_server: ServerProcess, clients: Clients
+) -> None:
     make = clients(shared_server)
     alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
     conversation = await alice.group([bob.address])
@@ -24,13 +27,18 @@ async def test_state_chain_is_served_in_order(shared_server: ServerProcess, clie
     assert [e["depth"] for e in events] == [0, 1, 2, 3]
     assert [e["content"]["type"] for e in events] == ["create", "member", "member", "title"]
     info = await carol.request("GET", f"/api/v1/conversations/{conversation}")
-    assert info["members"] == {alice.address: "owner", bob.address: "member",
-                               carol.address: "admin"}
+    assert info["members"] == {
+        alice.address: "owner",
+        bob.address: "member",
+        carol.address: "admin",
+    }
     listed = await bob.request("GET", "/api/v1/conversations")
     assert conversation in [c["conversation"] for c in listed["conversations"]]
 
 
-async def test_roles_decide_who_changes_what(shared_server: ServerProcess, clients) -> None:
+async def test_roles_decide_who_changes_what(
+    shared_server: ServerProcess, clients: Clients
+) -> None:
     make = clients(shared_server)
     owner, admin = await make("owner"), await make("admin")
     member, outsider = await make("member"), await make("outsider")
@@ -52,13 +60,15 @@ async def test_roles_decide_who_changes_what(shared_server: ServerProcess, clien
     assert set(info["members"]) == {owner.address, admin.address}
 
 
-async def test_outsider_sees_nothing(shared_server: ServerProcess, clients) -> None:
+async def test_outsider_sees_nothing(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     alice, bob, eve = await make("alice"), await make("bob"), await make("eve")
     conversation = await alice.direct(bob.address)
-    for path in (f"/api/v1/conversations/{conversation}",
-                 f"/api/v1/conversations/{conversation}/state",
-                 "/api/v1/conversations/AAAAAAAAAAAAAAAAAAAAAA"):
+    for path in (
+        f"/api/v1/conversations/{conversation}",
+        f"/api/v1/conversations/{conversation}/state",
+        "/api/v1/conversations/AAAAAAAAAAAAAAAAAAAAAA",
+    ):
         with pytest.raises(HttpError) as hidden:
             await eve.request("GET", path)
         assert (hidden.value.status, hidden.value.code) == (404, "not_found")
@@ -74,7 +84,7 @@ def join(address: str) -> Member:
     return Member(target=UserId(address), membership="join")
 
 
-async def test_direct_chat_has_two_members(shared_server: ServerProcess, clients) -> None:
+async def test_direct_chat_has_two_members(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
     conversation = await alice.direct(bob.address)
@@ -87,7 +97,7 @@ async def test_direct_chat_has_two_members(shared_server: ServerProcess, clients
 
 
 async def test_removed_member_gets_the_removal_and_nothing_after(
-    shared_server: ServerProcess, clients
+    shared_server: ServerProcess, clients: Clients
 ) -> None:
     make = clients(shared_server)
     alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
@@ -111,7 +121,7 @@ async def test_removed_member_gets_the_removal_and_nothing_after(
     assert carol.texts(conversation) == [b"before", b"welcome back"]
 
 
-async def test_stale_state_event_conflicts(shared_server: ServerProcess, clients) -> None:
+async def test_stale_state_event_conflicts(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
     conversation = await alice.group([bob.address])
@@ -123,7 +133,9 @@ async def test_stale_state_event_conflicts(shared_server: ServerProcess, clients
     assert (conflict.value.status, conflict.value.code) == (409, "conflict")
 
 
-async def test_typing_reaches_other_members_only(shared_server: ServerProcess, clients) -> None:
+async def test_typing_reaches_other_members_only(
+    shared_server: ServerProcess, clients: Clients
+) -> None:
     make = clients(shared_server)
     alice, bob, eve = await make("alice"), await make("bob"), await make("eve")
     conversation = await alice.direct(bob.address)

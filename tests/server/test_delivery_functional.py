@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from taube.proto import frames
+from taube.proto.ids import MessageId
 from taube.testing import RawClient, ServerProcess
-from tests.conftest import second_device
+from tests.conftest import Clients, second_device
 
 
-async def test_direct_chat_both_ways(shared_server: ServerProcess, clients) -> None:
+def has_messages(client: RawClient, conversation: str, count: int) -> bool:
+    return len(client.messages(conversation)) == count
+
+
+async def test_direct_chat_both_ways(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     alice, bob = await make("alice"), await make("bob")
     conversation = await alice.direct(bob.address)
@@ -24,7 +30,7 @@ async def test_direct_chat_both_ways(shared_server: ServerProcess, clients) -> N
     assert alice.duplicates == bob.duplicates == 0
 
 
-async def test_group_of_five(shared_server: ServerProcess, clients) -> None:
+async def test_group_of_five(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     people = [await make(f"member{i}") for i in range(5)]
     owner = people[0]
@@ -33,7 +39,7 @@ async def test_group_of_five(shared_server: ServerProcess, clients) -> None:
         for person in people:
             await person.send(conversation, f"{person.address} {round_}".encode())
     for person in people:
-        await person.wait_for(lambda p=person: len(p.messages(conversation)) == 15)
+        await person.wait_for(functools.partial(has_messages, person, conversation, 15))
         seqs = [m.seq for m in person.messages(conversation)]
         assert seqs == sorted(seqs)
         assert len(person.texts(conversation)) == 12  # everyone else's, plus own echoes
@@ -43,7 +49,9 @@ async def test_group_of_five(shared_server: ServerProcess, clients) -> None:
     assert all(order == orders[0] for order in orders)
 
 
-async def test_offline_device_catches_up_in_order(shared_server: ServerProcess, clients) -> None:
+async def test_offline_device_catches_up_in_order(
+    shared_server: ServerProcess, clients: Clients
+) -> None:
     make = clients(shared_server)
     alice, bob = await make("alice"), await make("bob")
     conversation = await alice.direct(bob.address)
@@ -58,7 +66,7 @@ async def test_offline_device_catches_up_in_order(shared_server: ServerProcess, 
     await bob.wait_for(lambda: bob.queue_empty >= 1)
 
 
-async def test_retried_send_is_stored_once(shared_server: ServerProcess, clients) -> None:
+async def test_retried_send_is_stored_once(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     alice, bob = await make("alice"), await make("bob")
     conversation = await alice.direct(bob.address)
@@ -74,7 +82,7 @@ async def test_retried_send_is_stored_once(shared_server: ServerProcess, clients
 
 
 async def test_second_device_gets_messages_and_own_sends(
-    shared_server: ServerProcess, clients
+    shared_server: ServerProcess, clients: Clients
 ) -> None:
     make = clients(shared_server)
     alice, bob = await make("alice"), await make("bob")
@@ -84,25 +92,32 @@ async def test_second_device_gets_messages_and_own_sends(
         await alice.send(conversation, b"to both devices")
         await bob.send(conversation, b"from bob's first device")
         for device in (bob, bob2):
-            await device.wait_for(lambda d=device: len(d.messages(conversation)) == 2)
+            await device.wait_for(functools.partial(has_messages, device, conversation, 2))
         assert bob2.texts(conversation) == [b"to both devices", b"from bob's first device"]
         assert bob.texts(conversation) == [b"to both devices"]
     finally:
         await bob2.__aexit__(None, None, None)
 
 
-async def test_to_device_messages(shared_server: ServerProcess, clients) -> None:
+async def test_to_device_messages(shared_server: ServerProcess, clients: Clients) -> None:
     make = clients(shared_server)
     alice, bob = await make("alice"), await make("bob")
     await bob.disconnect()
-    ref = "A" * 22
-    await alice.send_frame(frames.ToDeviceSend(id=ref, messages=[
-        frames.ToDeviceMessage(user=bob.user, device=bob.device, body=b"olm-ciphertext")]))
+    ref = MessageId("A" * 22)
+    await alice.send_frame(
+        frames.ToDeviceSend(
+            id=ref,
+            messages=[
+                frames.ToDeviceMessage(user=bob.user, device=bob.device, body=b"olm-ciphertext")
+            ],
+        )
+    )
     await alice.wait_for(lambda: any(isinstance(f, frames.ToDeviceSent) for f in alice.others))
     await bob.connect()
     await bob.wait_for(lambda: any(isinstance(f, frames.ToDevice) for f in bob.queue))
     [entry] = [f for f in bob.queue if isinstance(f, frames.ToDevice)]
-    assert entry.body == b"olm-ciphertext" and entry.sender_device == alice.device
+    assert entry.body == b"olm-ciphertext"
+    assert entry.sender_device == alice.device
     # acknowledged entries are deleted: a reconnect does not bring it back
     await asyncio.sleep(0.3)
     await bob.disconnect()
@@ -110,6 +125,3 @@ async def test_to_device_messages(shared_server: ServerProcess, clients) -> None
     await bob.connect()
     await bob.wait_for(lambda: bob.queue_empty >= 2)
     assert not [f for f in bob.queue if isinstance(f, frames.ToDevice)]
-
-
-__all__ = ["RawClient"]

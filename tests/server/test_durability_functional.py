@@ -118,8 +118,9 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(server: ServerProces
             assert acked[msg_id].seq == sent.seq, msg_id
 
         # ---- every member device gets every message of the conversation
-        expected = {c: {m for ids in by_sender.values() for m in ids}
-                    for c, by_sender in planned.items()}
+        expected = {
+            c: {m for ids in by_sender.values() for m in ids} for c, by_sender in planned.items()
+        }
 
         def complete(person: RecordingClient, conversation: str) -> bool:
             have = {m.id for m in person.messages(conversation)}

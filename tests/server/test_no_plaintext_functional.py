@@ -57,8 +57,9 @@ async def test_no_canary_reaches_the_servers_disk(server: ServerProcess, clients
     for n in range(MESSAGES):
         marker = canary("msg")
         message_canaries.append(marker)
-        sender, outbox = (alice, outboxes[alice.device]) if n % 2 == 0 else (
-            bob, outboxes[bob.device])
+        sender, outbox = (
+            (alice, outboxes[alice.device]) if n % 2 == 0 else (bob, outboxes[bob.device])
+        )
         conversation = group if n % 4 < 2 else direct
         # alice's first group messages carry the attachments (the group keeps them)
         attach = [blobs[n // 4]] if n % 4 == 0 and n // 4 < ATTACHMENTS else []
@@ -74,8 +75,9 @@ async def test_no_canary_reaches_the_servers_disk(server: ServerProcess, clients
         assert outbox.failed == {}
 
     # not vacuous: bob decrypts alice's messages back to their canaries ...
-    await bob.wait_for(lambda: sum(
-        len(bob.messages(c)) for c in (group, direct)) == MESSAGES, timeout=20)
+    await bob.wait_for(
+        lambda: sum(len(bob.messages(c)) for c in (group, direct)) == MESSAGES, timeout=20
+    )
     received = {m.id: m for c in (group, direct) for m in bob.messages(c)}
     for msg_id, (where, plaintext) in sent_by_alice.items():
         message = received[msg_id]
@@ -96,8 +98,9 @@ async def test_no_canary_reaches_the_servers_disk(server: ServerProcess, clients
     assert set(blobs) <= names  # every blob file is among the scanned
 
     # the scan looks in the right places: ciphertext is there ...
-    kept = [outboxes[alice.device].frames[m].body for m, (c, _) in sent_by_alice.items()
-            if c == group]
+    kept = [
+        outboxes[alice.device].frames[m].body for m, (c, _) in sent_by_alice.items() if c == group
+    ]
     assert kept
     assert {needle for _, needle in scan(paths, kept)} == set(kept)
     assert {needle for _, needle in scan(paths, sealed_attachments)} == set(sealed_attachments)

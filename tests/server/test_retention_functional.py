@@ -75,10 +75,16 @@ async def test_acknowledged_by_every_device_is_deleted(
         await bob.wait_for(lambda: len(bob.messages(conversation)) == 3)
 
         def acked(device: str) -> bool:
-            return data.count(
-                "SELECT count(*) FROM cursors WHERE device = ? AND conversation = ? AND seq = ?",
-                device, conversation, head,
-            ) == 1
+            return (
+                data.count(
+                    "SELECT count(*) FROM cursors"
+                    " WHERE device = ? AND conversation = ? AND seq = ?",
+                    device,
+                    conversation,
+                    head,
+                )
+                == 1
+            )
 
         # alice (her echoes) and bob's first device have acknowledged everything ...
         await eventually(lambda: acked(alice.device) and acked(bob.device), what="cursors")
@@ -187,8 +193,14 @@ async def test_to_device_entries_are_deleted_on_ack(
             "SELECT count(*) FROM device_queue WHERE device = ? AND kind = 0", bob.device
         )
 
-    await alice.send_frame(frames.ToDeviceSend(id=new_message_id(), messages=[
-        frames.ToDeviceMessage(user=bob.user, device=bob.device, body=b"olm-ciphertext")]))
+    await alice.send_frame(
+        frames.ToDeviceSend(
+            id=new_message_id(),
+            messages=[
+                frames.ToDeviceMessage(user=bob.user, device=bob.device, body=b"olm-ciphertext")
+            ],
+        )
+    )
     await alice.wait_for(lambda: any(isinstance(f, frames.ToDeviceSent) for f in alice.others))
     assert queued() == 1
 

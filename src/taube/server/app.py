@@ -134,8 +134,9 @@ def create_app(srv: Server) -> web.Application:
             {e.name: getattr(module, e.name) for e in ENDPOINTS if hasattr(module, e.name)}
         )
     for endpoint in ENDPOINTS:
-        app.router.add_route(endpoint.method, PREFIX + endpoint.path,
-                             _route(srv, endpoint, handlers[endpoint.name]))
+        app.router.add_route(
+            endpoint.method, PREFIX + endpoint.path, _route(srv, endpoint, handlers[endpoint.name])
+        )
     app.router.add_get(PREFIX + "/ws", websocket)
     document = encode(openapi())
     app.router.add_get(
@@ -176,7 +177,12 @@ async def serve(
             loop.add_signal_handler(sig, stop.set)
     data_dir = config.data_dir
     data_dir.mkdir(parents=True, exist_ok=True)
-    store = Store(config.database_path, data_dir / "blobs", synchronous=config.storage.synchronous)
+    store = Store.open(
+        config.database,
+        data_dir / "blobs",
+        blobs=config.storage.blobs,
+        synchronous=config.storage.synchronous,
+    )
     async with store:
         srv = Server(config, clock, store)
         runner = web.AppRunner(create_app(srv), access_log=None, shutdown_timeout=5.0)

@@ -11,11 +11,14 @@ from __future__ import annotations
 import os
 import tomllib
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, Literal
 
 import msgspec
+
+from taube.store import is_postgres_url
 
 
 def default_data_dir() -> str:
@@ -41,10 +44,15 @@ class ServerSection(Section):
 
 
 class StorageSection(Section):
-    #: empty: ``<data_dir>/taube.db``
+    #: empty: SQLite in ``<data_dir>/taube.db``; a path: that SQLite file;
+    #: ``postgresql://user:password@host:5432/db``: PostgreSQL (``taube[postgres]``),
+    #: which several nodes can share (URL parameters such as ``search_path`` go to the server)
     database: str = ""
     #: SQLite ``synchronous``: FULL syncs every group commit (durable acks)
     synchronous: Literal["FULL", "NORMAL"] = "FULL"
+    #: where attachment bytes live: ``directory`` (``<data_dir>/blobs``, one node) or
+    #: ``database`` (chunks in the database; needed when several nodes share PostgreSQL)
+    blobs: Literal["directory", "database"] = "directory"
 
 
 class LimitsSection(Section):
@@ -112,13 +120,39 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
 
     @property
     def database_path(self) -> Path:
-        return Path(self.storage.database) if self.storage.database else (
-            self.data_dir / "taube.db"
+        return (
+            Path(self.storage.database) if self.storage.database else (self.data_dir / "taube.db")
         )
 
+    @property
+    def database(self) -> str:
+        """What the store opens: the PostgreSQL URL, or the SQLite file's path."""
+        if is_postgres_url(self.storage.database):
+            return self.storage.database
+        return str(self.database_path)
+
     def public_dict(self) -> dict[str, Any]:
-        """The configuration as printed: secrets would show as ``****``."""
-        return msgspec.to_builtins(self)  # type: ignore[no-any-return]
+        """The configuration as printed: secrets show as ``****``."""
+        data: dict[str, Any] = msgspec.to_builtins(self)
+        data["storage"]["database"] = masked_url(self.storage.database)
+        return data
+
+
+def masked_url(url: str) -> str:
+    """``url`` with its password (in the authority or a ``password`` parameter) as ``****``."""
+    if not is_postgres_url(url):
+        return url
+    parts = urllib.parse.urlsplit(url)
+    netloc = parts.netloc
+    userinfo, at, host = netloc.rpartition("@")
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:****@{host}"
+    query = parts.query
+    pairs = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    if any(key.lower() == "password" for key, _ in pairs):
+        masked = [(k, "****" if k.lower() == "password" else v) for k, v in pairs]
+        query = urllib.parse.urlencode(masked, safe="*")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 class ConfigError(Exception):

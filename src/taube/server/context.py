@@ -76,15 +76,26 @@ class Server:
         """Push a committed message to every connected member device."""
         members = self.hub.cached_members(frame.conversation)
         message = frames.Message(
-            conversation=frame.conversation, seq=stored.seq, id=frame.id, sender=user,
-            sender_device=device, ts=stored.ts, body=frame.body, blobs=frame.blobs,
+            conversation=frame.conversation,
+            seq=stored.seq,
+            id=frame.id,
+            sender=user,
+            sender_device=device,
+            ts=stored.ts,
+            body=frame.body,
+            blobs=frame.blobs,
             expires_ms=stored.expires_ms,
         )
         full = encode(message)
         echo = encode(
             frames.Message(
-                conversation=frame.conversation, seq=stored.seq, id=frame.id, sender=user,
-                sender_device=device, ts=stored.ts, blobs=frame.blobs,
+                conversation=frame.conversation,
+                seq=stored.seq,
+                id=frame.id,
+                sender=user,
+                sender_device=device,
+                ts=stored.ts,
+                blobs=frame.blobs,
                 expires_ms=stored.expires_ms,
             )
         )
@@ -101,8 +112,7 @@ class Server:
         async def later() -> None:
             with contextlib.suppress(Exception):
                 members = await self.hub.members(frame.conversation)
-                self.hub.publish_entry(frame.conversation, stored.seq, members, full, device,
-                                       echo)
+                self.hub.publish_entry(frame.conversation, stored.seq, members, full, device, echo)
 
         task = asyncio.get_running_loop().create_task(later())
         self._background.add(task)
@@ -112,8 +122,9 @@ class Server:
         for entry in appended:
             self.hub.set_members(entry.event.conversation, entry.members)
             frame = encode(
-                frames.State(conversation=entry.event.conversation, seq=entry.seq,
-                             event=entry.event)
+                frames.State(
+                    conversation=entry.event.conversation, seq=entry.seq, event=entry.event
+                )
             )
             self.hub.publish_entry(entry.event.conversation, entry.seq, entry.recipients, frame)
 

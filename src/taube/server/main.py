@@ -17,13 +17,20 @@ def parser() -> argparse.ArgumentParser:
         description="Run the taube server (SQLite and a data directory by default).",
     )
     p.add_argument("--config", type=Path, help="TOML configuration file (or TAUBE_CONFIG)")
-    p.add_argument("--data-dir", help="where the database and blobs live"
-                   " (default ~/.local/share/taube)")
+    p.add_argument(
+        "--data-dir", help="where the database and blobs live (default ~/.local/share/taube)"
+    )
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port to listen on (default 8470; 0 picks one)")
     p.add_argument("--domain", help="the domain of this server's addresses (default localhost)")
-    p.add_argument("--print-config", action="store_true",
-                   help="print the effective configuration and exit")
+    p.add_argument(
+        "--database",
+        help="postgresql://user@host/db for PostgreSQL, or a SQLite"
+        " file (default <data-dir>/taube.db)",
+    )
+    p.add_argument(
+        "--print-config", action="store_true", help="print the effective configuration and exit"
+    )
     return p
 
 
@@ -34,8 +41,13 @@ def main(argv: list[str]) -> int:
         value = getattr(args, key)
         if value is not None:
             server[key] = value
+    overrides: dict[str, dict[str, Any]] = {}
+    if server:
+        overrides["server"] = server
+    if args.database is not None:
+        overrides["storage"] = {"database": args.database}
     try:
-        config = load(args.config, overrides={"server": server} if server else None)
+        config = load(args.config, overrides=overrides or None)
     except ConfigError as exc:
         print(f"taube serve: {exc}", file=sys.stderr)
         return 2

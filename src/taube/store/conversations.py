@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 
 import msgspec
 
@@ -17,6 +16,7 @@ from taube.proto.state import (
     apply_event,
     initial_state,
 )
+from taube.store.sql import Tx
 
 KIND_MESSAGE = 0
 KIND_STATE = 1
@@ -46,18 +46,22 @@ class StateAppended:
     members: frozenset[UserId]
 
 
-def _load_state(conn: sqlite3.Connection, conversation: str) -> tuple[ConversationState, int]:
-    row = conn.execute(
+async def _load_state(
+    tx: Tx, conversation: str, *, lock: bool = False
+) -> tuple[ConversationState, int]:
+    """The conversation's state; ``lock`` holds its row until commit (PostgreSQL),
+    so that two nodes appending state cannot both build on the same head."""
+    row = await tx.fetchone(
         "SELECT kind, depth, head, creator, timer_seconds, seq FROM conversations"
-        " WHERE conversation = ?",
-        (conversation,),
-    ).fetchone()
+        " WHERE conversation = ?" + (" FOR UPDATE" if lock else ""),
+        conversation,
+    )
     if row is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
     members = {
         UserId(r[0]): Role(r[1])
-        for r in conn.execute(
-            "SELECT user_id, role FROM members WHERE conversation = ?", (conversation,)
+        for r in await tx.fetchall(
+            "SELECT user_id, role FROM members WHERE conversation = ?", conversation
         )
     }
     state = ConversationState(
@@ -72,64 +76,77 @@ def _load_state(conn: sqlite3.Connection, conversation: str) -> tuple[Conversati
     return state, int(row[5])
 
 
-def _apply_effects(
-    conn: sqlite3.Connection, old: dict[UserId, Role], new: ConversationState, seq: int
-) -> None:
+async def _apply_effects(tx: Tx, old: dict[UserId, Role], new: ConversationState, seq: int) -> None:
     """Bring members and cursors in line with ``new`` after the entry at ``seq``."""
     conversation = new.conversation
     for user, role in new.members.items():
         if user not in old:
-            conn.execute(
+            await tx.execute(
                 "INSERT INTO members (conversation, user_id, role, joined_seq) VALUES (?, ?, ?, ?)",
-                (conversation, user, role.value, seq),
+                conversation,
+                user,
+                role.value,
+                seq,
             )
             # The new member's devices start just before their own join: no history.
-            conn.execute(
+            await tx.execute(
                 "INSERT INTO cursors (device, conversation, seq) SELECT device, ?, ? FROM devices"
                 " WHERE user_id = ? ON CONFLICT (device, conversation)"
                 " DO UPDATE SET seq = excluded.seq, until_seq = NULL",
-                (conversation, seq - 1, user),
+                conversation,
+                seq - 1,
+                user,
             )
         elif old[user] is not role:
-            conn.execute(
+            await tx.execute(
                 "UPDATE members SET role = ? WHERE conversation = ? AND user_id = ?",
-                (role.value, conversation, user),
+                role.value,
+                conversation,
+                user,
             )
     for user in old.keys() - new.members.keys():
-        conn.execute(
-            "DELETE FROM members WHERE conversation = ? AND user_id = ?", (conversation, user)
+        await tx.execute(
+            "DELETE FROM members WHERE conversation = ? AND user_id = ?", conversation, user
         )
         # A leaving member's devices still get the leave event, nothing after it.
-        conn.execute(
+        await tx.execute(
             "UPDATE cursors SET until_seq = ? WHERE conversation = ? AND device IN"
             " (SELECT device FROM devices WHERE user_id = ?)",
-            (seq, conversation, user),
+            seq,
+            conversation,
+            user,
         )
 
 
-def _append_entry(
-    conn: sqlite3.Connection, event: StateEvent, device: DeviceId, seq: int, now: int
-) -> None:
+async def _append_entry(tx: Tx, event: StateEvent, device: DeviceId, seq: int, now: int) -> None:
     data = _encode(event)
-    conn.execute(
+    await tx.execute(
         "INSERT INTO state_events (conversation, depth, data) VALUES (?, ?, ?)",
-        (event.conversation, event.depth, data.decode()),
+        event.conversation,
+        event.depth,
+        data.decode(),
     )
-    conn.execute(
+    await tx.execute(
         "INSERT INTO log (conversation, seq, kind, msg_id, sender, sender_device, ts, body)"
         " VALUES (?, ?, ?, '', ?, ?, ?, ?)",
-        (event.conversation, seq, KIND_STATE, event.sender, device, now, data),
+        event.conversation,
+        seq,
+        KIND_STATE,
+        event.sender,
+        device,
+        now,
+        data,
     )
 
 
-def create_conversation(
-    conn: sqlite3.Connection, events: list[StateEvent], device: DeviceId, now: int
+async def create_conversation(
+    tx: Tx, events: list[StateEvent], device: DeviceId, now: int
 ) -> list[StateAppended]:
     """Create a conversation from its first events (signatures checked already)."""
     first = events[0]
-    exists = conn.execute(
-        "SELECT 1 FROM conversations WHERE conversation = ?", (first.conversation,)
-    ).fetchone()
+    exists = await tx.fetchone(
+        "SELECT 1 FROM conversations WHERE conversation = ?", first.conversation
+    )
     if exists is not None:
         raise ProtocolError(ErrorCode.CONFLICT, "that conversation id is taken")
     appended = []
@@ -138,101 +155,110 @@ def create_conversation(
     for seq, event in enumerate(events, start=1):
         if seq > 1:
             state = apply_event(state, event)
-        _append_entry(conn, event, device, seq, now)
-        _apply_effects(conn, members, state, seq)
+        await _append_entry(tx, event, device, seq, now)
+        await _apply_effects(tx, members, state, seq)
         recipients = frozenset(members) | frozenset(state.members)
         members = dict(state.members)
         appended.append(StateAppended(seq, event, recipients, frozenset(members)))
-    conn.execute(
+    await tx.execute(
         "INSERT INTO conversations (conversation, kind, seq, depth, head, creator,"
         " timer_seconds, created_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (first.conversation, state.kind.value, len(events), state.depth, state.head,
-         first.sender, state.timer_seconds, now),
+        first.conversation,
+        state.kind.value,
+        len(events),
+        state.depth,
+        state.head,
+        first.sender,
+        state.timer_seconds,
+        now,
     )
     return appended
 
 
-def append_state(
-    conn: sqlite3.Connection, event: StateEvent, device: DeviceId, now: int
-) -> StateAppended:
+async def append_state(tx: Tx, event: StateEvent, device: DeviceId, now: int) -> StateAppended:
     """Append one event (signature checked already) if the rules admit it."""
-    state, seq = _load_state(conn, event.conversation)
+    state, seq = await _load_state(tx, event.conversation, lock=True)
     if UserId(event.sender) not in state.members:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
     new = apply_event(state, event)
     seq += 1
-    conn.execute(
+    await tx.execute(
         "UPDATE conversations SET seq = ?, depth = ?, head = ?, timer_seconds = ?"
         " WHERE conversation = ?",
-        (seq, new.depth, new.head, new.timer_seconds, event.conversation),
+        seq,
+        new.depth,
+        new.head,
+        new.timer_seconds,
+        event.conversation,
     )
-    _append_entry(conn, event, device, seq, now)
-    _apply_effects(conn, state.members, new, seq)
+    await _append_entry(tx, event, device, seq, now)
+    await _apply_effects(tx, state.members, new, seq)
     recipients = frozenset(state.members) | frozenset(new.members)
     return StateAppended(seq, event, recipients, frozenset(new.members))
 
 
-def get_conversation(
-    conn: sqlite3.Connection, conversation: ConversationId, user: UserId
+async def get_conversation(
+    tx: Tx, conversation: ConversationId, user: UserId
 ) -> ConversationRow | None:
     """The conversation if ``user`` is a member, else ``None``."""
     try:
-        state, seq = _load_state(conn, conversation)
+        state, seq = await _load_state(tx, conversation)
     except ProtocolError:
         return None
     if user not in state.members:
         return None
     return ConversationRow(
-        ConversationId(conversation), state.kind, state.members, state.depth, state.head,
-        state.timer_seconds, seq,
+        ConversationId(conversation),
+        state.kind,
+        state.members,
+        state.depth,
+        state.head,
+        state.timer_seconds,
+        seq,
     )
 
 
-def list_conversations(conn: sqlite3.Connection, user: UserId) -> list[ConversationRow]:
+async def list_conversations(tx: Tx, user: UserId) -> list[ConversationRow]:
     ids = [
         r[0]
-        for r in conn.execute(
-            "SELECT conversation FROM members WHERE user_id = ? ORDER BY joined_seq", (user,)
+        for r in await tx.fetchall(
+            "SELECT conversation FROM members WHERE user_id = ? ORDER BY joined_seq", user
         )
     ]
-    rows = [get_conversation(conn, ConversationId(c), user) for c in ids]
+    rows = [await get_conversation(tx, ConversationId(c), user) for c in ids]
     return [row for row in rows if row is not None]
 
 
-def state_chain(
-    conn: sqlite3.Connection, conversation: ConversationId, user: UserId
+async def state_chain(
+    tx: Tx, conversation: ConversationId, user: UserId
 ) -> list[StateEvent] | None:
-    member = conn.execute(
-        "SELECT 1 FROM members WHERE conversation = ? AND user_id = ?", (conversation, user)
-    ).fetchone()
+    member = await tx.fetchone(
+        "SELECT 1 FROM members WHERE conversation = ? AND user_id = ?", conversation, user
+    )
     if member is None:
         return None
     return [
         _event.decode(r[0])
-        for r in conn.execute(
-            "SELECT data FROM state_events WHERE conversation = ? ORDER BY depth",
-            (conversation,),
+        for r in await tx.fetchall(
+            "SELECT data FROM state_events WHERE conversation = ? ORDER BY depth", conversation
         )
     ]
 
 
-def members_of(conn: sqlite3.Connection, conversation: ConversationId) -> frozenset[UserId]:
-    return frozenset(
-        UserId(r[0])
-        for r in conn.execute(
-            "SELECT user_id FROM members WHERE conversation = ?", (conversation,)
-        )
-    )
+async def members_of(tx: Tx, conversation: ConversationId) -> frozenset[UserId]:
+    rows = await tx.fetchall("SELECT user_id FROM members WHERE conversation = ?", conversation)
+    return frozenset(UserId(r[0]) for r in rows)
 
 
-def contacts_devices(conn: sqlite3.Connection, user: UserId) -> list[DeviceId]:
+async def contacts_devices(tx: Tx, user: UserId) -> list[DeviceId]:
     """Every device of ``user`` and of everyone sharing a conversation with them."""
     return [
         DeviceId(r[0])
-        for r in conn.execute(
+        for r in await tx.fetchall(
             "SELECT device FROM devices WHERE user_id = ? OR user_id IN"
             " (SELECT m2.user_id FROM members m1 JOIN members m2"
             "  ON m2.conversation = m1.conversation WHERE m1.user_id = ?)",
-            (user, user),
+            user,
+            user,
         )
     ]

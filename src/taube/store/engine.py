@@ -1,15 +1,19 @@
 """The SQLite engine: one writer thread that commits in groups, reader threads.
 
 Durable writes are the expensive part of a messenger. Every write is a *job*
-(a function of a connection) put on a queue; the writer thread takes all the
-jobs that are waiting, runs each inside its own savepoint (so one job's
-failure leaves the others intact), commits once and syncs once
-(``synchronous=FULL`` in WAL mode), and only then resolves the callers'
-futures. Under load a batch holds hundreds of jobs, so thousands of durable
-sends per second cost a few fsyncs.
+(``async def job(tx, ...)``, see ``taube.store.sql``) put on a queue; the
+writer thread takes all the jobs that are waiting, runs each inside its own
+savepoint (so one job's failure leaves the others intact), commits once and
+syncs once (``synchronous=FULL`` in WAL mode), and only then resolves the
+callers' futures. Under load a batch holds hundreds of jobs, so thousands of
+durable sends per second cost a few fsyncs.
 
 Reads run on a small pool of threads, each with its own read-only
 connection; in WAL mode they never wait for the writer.
+
+Jobs are coroutines so that PostgreSQL can run the same ones on the event
+loop; here ``SqliteTx`` answers every ``await`` at once, and ``run_sync``
+steps the coroutine to its end on the calling thread without a loop.
 """
 
 from __future__ import annotations
@@ -20,22 +24,79 @@ import logging
 import queue
 import sqlite3
 import threading
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Coroutine, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, TypeVar, TypeVarTuple
 
 from taube.proto.errors import ProtocolError
-from taube.store.errors import StoreUnavailable
+from taube.store.errors import IntegrityError, StoreUnavailable
 from taube.store.migrations import migrate_sqlite
+from taube.store.sql import Row, Tx, for_sqlite
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+Ts = TypeVarTuple("Ts")
 Job = tuple[Callable[..., Any], tuple[Any, ...], "asyncio.Future[Any]"]
 
 MAX_BATCH = 2000
 _STOP = object()
+
+
+class JobSuspended(RuntimeError):
+    """A job awaited something other than its ``SqliteTx``: a bug in the job."""
+
+
+def run_sync(coro: Coroutine[Any, Any, T]) -> T:
+    """Run a job's coroutine to its end on this thread.
+
+    ``SqliteTx`` methods never suspend, so one ``send`` finishes the job; a
+    job that does suspend (awaits a sleep, a lock, another engine) cannot be
+    run here and is closed with ``JobSuspended`` rather than left hanging.
+    """
+    try:
+        coro.send(None)
+    except StopIteration as done:
+        return done.value  # type: ignore[no-any-return]
+    coro.close()
+    name = getattr(coro, "__qualname__", coro)
+    raise JobSuspended(f"store job {name} suspended; SQLite jobs must not")
+
+
+class SqliteTx:
+    """``Tx`` over a ``sqlite3`` connection: each call runs at once."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    async def execute(self, sql: str, *args: Any) -> int:
+        try:
+            return self._conn.execute(for_sqlite(sql), args).rowcount
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def fetchone(self, sql: str, *args: Any) -> Row | None:
+        try:
+            row: Row | None = self._conn.execute(for_sqlite(sql), args).fetchone()
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+        return row
+
+    async def fetchall(self, sql: str, *args: Any) -> list[Row]:
+        try:
+            return self._conn.execute(for_sqlite(sql), args).fetchall()
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
+
+    async def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        try:
+            self._conn.executemany(for_sqlite(sql), rows)
+        except sqlite3.IntegrityError as exc:
+            raise IntegrityError(str(exc)) from exc
 
 
 def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
@@ -43,9 +104,23 @@ def _connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
     conn.execute("PRAGMA busy_timeout = 10000")
     if not readonly:
-        conn.execute("PRAGMA journal_mode = WAL")
+        _enable_wal(conn)
     conn.execute("PRAGMA foreign_keys = ON")
     return conn
+
+
+def _enable_wal(conn: sqlite3.Connection, attempts: int = 100) -> None:
+    """Switch to WAL. While another process makes the same switch on a new
+    file, SQLite answers "locked" at once instead of waiting: try again."""
+    for attempt in range(attempts):
+        try:
+            conn.execute("PRAGMA journal_mode = WAL")
+        except sqlite3.OperationalError:
+            if attempt + 1 == attempts:
+                raise
+            time.sleep(0.05)
+        else:
+            return
 
 
 class SqliteEngine:
@@ -121,13 +196,19 @@ class SqliteEngine:
 
     # ------------------------------------------------------------------ writes
 
-    def write(self, fn: Callable[..., T], *args: Any) -> asyncio.Future[T]:
-        """Run ``fn(conn, *args)`` in the next group commit; resolves once synced."""
+    def write(
+        self, fn: Callable[[Tx, *Ts], Coroutine[Any, Any, T]], *args: *Ts
+    ) -> asyncio.Future[T]:
+        """Run ``fn(tx, *args)`` in the next group commit; resolves once synced."""
         if self._loop is None or self._thread is None:
             raise StoreUnavailable("the store is not running")
         future: asyncio.Future[T] = self._loop.create_future()
         self._queue.put((fn, args, future))
         return future
+
+    async def write_apart(self, fn: Callable[[Tx, *Ts], Coroutine[Any, Any, T]], *args: *Ts) -> T:
+        """SQLite has one writer: the same as ``write``."""
+        return await self.write(fn, *args)
 
     def _run(self, conn: sqlite3.Connection) -> None:
         try:
@@ -166,13 +247,14 @@ class SqliteEngine:
 
     def _commit_jobs(self, conn: sqlite3.Connection, batch: list[Job]) -> None:
         results: list[tuple[asyncio.Future[Any], bool, Any]] = []
+        tx = SqliteTx(conn)
         try:
             conn.execute("BEGIN IMMEDIATE")
             for fn, args, future in batch:
                 conn.execute("SAVEPOINT job")
                 try:
-                    value = fn(conn, *args)
-                except (ProtocolError, sqlite3.IntegrityError) as exc:
+                    value = run_sync(fn(tx, *args))
+                except (ProtocolError, IntegrityError) as exc:
                     conn.execute("ROLLBACK TO job")
                     results.append((future, False, exc))
                 except Exception as exc:
@@ -217,11 +299,11 @@ class SqliteEngine:
                 self._reader_conns.append(conn)
         return conn
 
-    def _run_read(self, fn: Callable[..., T], args: tuple[Any, ...]) -> T:
-        return fn(self._reader(), *args)
+    def _run_read(self, fn: Callable[[Tx, *Ts], Coroutine[Any, Any, T]], args: tuple[*Ts]) -> T:
+        return run_sync(fn(SqliteTx(self._reader()), *args))
 
-    async def read(self, fn: Callable[..., T], *args: Any) -> T:
-        """Run ``fn(conn, *args)`` on a reader thread."""
+    async def read(self, fn: Callable[[Tx, *Ts], Coroutine[Any, Any, T]], *args: *Ts) -> T:
+        """Run ``fn(tx, *args)`` on a reader thread."""
         if self._loop is None or self._executor is None:
             raise StoreUnavailable("the store is not running")
         try:
@@ -230,8 +312,8 @@ class SqliteEngine:
             raise StoreUnavailable(f"storage error: {exc}") from exc
 
 
-def _truncate_wal(conn: sqlite3.Connection) -> None:
-    """A marker job: the writer runs it outside a transaction."""
+async def _truncate_wal(tx: Tx) -> None:
+    """A marker job: the writer runs a WAL checkpoint outside a transaction instead."""
 
 
 def _resolve(results: list[tuple[asyncio.Future[Any], bool, Any]]) -> None:

@@ -14,3 +14,11 @@ class StoreUnavailable(StoreError, ProtocolError):
 
     def __init__(self, message: str = "storage unavailable, retry") -> None:
         ProtocolError.__init__(self, ErrorCode.UNAVAILABLE, message, retry_after=1.0)
+
+
+class IntegrityError(StoreError):
+    """A constraint refused a write (a key already taken): the job is rolled back.
+
+    The same class on both dialects, so jobs and callers need not know which
+    driver raised it.
+    """

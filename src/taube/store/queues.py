@@ -6,10 +6,10 @@ Entries are deleted when the device acknowledges them (or at retention).
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from collections.abc import Iterable
 
 from taube.proto.ids import DeviceId, MessageId, UserId
+from taube.store.sql import Tx
 
 KIND_TO_DEVICE = 0
 KIND_KEYS_CHANGED = 1
@@ -26,12 +26,12 @@ class QueueEntry:
     body: bytes
 
 
-def notify_keys_changed(
-    conn: sqlite3.Connection, user: UserId, devices: Iterable[DeviceId], now: int
+async def notify_keys_changed(
+    tx: Tx, user: UserId, devices: Iterable[DeviceId], now: int
 ) -> list[DeviceId]:
     """Queue a ``keys.changed`` notice about ``user`` for each device."""
     targets = list(dict.fromkeys(devices))
-    conn.executemany(
+    await tx.executemany(
         "INSERT INTO device_queue (device, kind, sender, sender_device, ts, body)"
         " VALUES (?, ?, ?, '', ?, ?)",
         [(device, KIND_KEYS_CHANGED, user, now, b"") for device in targets],
@@ -39,8 +39,8 @@ def notify_keys_changed(
     return targets
 
 
-def send_to_devices(
-    conn: sqlite3.Connection,
+async def send_to_devices(
+    tx: Tx,
     sender: UserId,
     sender_device: DeviceId,
     ref: MessageId,
@@ -53,46 +53,52 @@ def send_to_devices(
     silently, so that a sender learns nothing it could not learn from the key
     directory. Returns whether this was a retry and the stored entries.
     """
-    seen = conn.execute(
+    added = await tx.execute(
         "INSERT INTO sent (device, msg_id, conversation, seq, ts) VALUES (?, ?, '', 0, ?)"
         " ON CONFLICT (device, msg_id) DO NOTHING",
-        (sender_device, ref, now),
+        sender_device,
+        ref,
+        now,
     )
-    if seen.rowcount == 0:
+    if added == 0:
         return True, []
     entries = []
     for user, device, body in messages:
-        owner = conn.execute(
-            "SELECT 1 FROM devices WHERE device = ? AND user_id = ?", (device, user)
-        ).fetchone()
+        owner = await tx.fetchone(
+            "SELECT 1 FROM devices WHERE device = ? AND user_id = ?", device, user
+        )
         if owner is None:
             continue
-        row = conn.execute(
+        row = await tx.fetchone(
             "INSERT INTO device_queue (device, kind, sender, sender_device, ts, body)"
             " VALUES (?, ?, ?, ?, ?, ?) RETURNING seq",
-            (device, KIND_TO_DEVICE, sender, sender_device, now, body),
-        ).fetchone()
+            device,
+            KIND_TO_DEVICE,
+            sender,
+            sender_device,
+            now,
+            body,
+        )
+        assert row is not None  # RETURNING of an INSERT
         entries.append(
             QueueEntry(int(row[0]), device, KIND_TO_DEVICE, sender, sender_device, now, body)
         )
     return False, entries
 
 
-def fetch_queue(
-    conn: sqlite3.Connection, device: DeviceId, after: int, limit: int
-) -> list[QueueEntry]:
-    rows = conn.execute(
+async def fetch_queue(tx: Tx, device: DeviceId, after: int, limit: int) -> list[QueueEntry]:
+    rows = await tx.fetchall(
         "SELECT seq, kind, sender, sender_device, ts, body FROM device_queue"
         " WHERE device = ? AND seq > ? ORDER BY seq LIMIT ?",
-        (device, after, limit),
-    ).fetchall()
+        device,
+        after,
+        limit,
+    )
     return [
         QueueEntry(int(r[0]), device, int(r[1]), UserId(r[2]), DeviceId(r[3]), int(r[4]), r[5])
         for r in rows
     ]
 
 
-def ack_queue(conn: sqlite3.Connection, device: DeviceId, seq: int) -> int:
-    return conn.execute(
-        "DELETE FROM device_queue WHERE device = ? AND seq <= ?", (device, seq)
-    ).rowcount
+async def ack_queue(tx: Tx, device: DeviceId, seq: int) -> int:
+    return await tx.execute("DELETE FROM device_queue WHERE device = ? AND seq <= ?", device, seq)

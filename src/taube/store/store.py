@@ -1,8 +1,10 @@
 """``Store``: every operation the server needs, as async methods.
 
-This is the storage contract: the SQLite implementation runs each operation
-as a job on ``SqliteEngine`` (writes in group commits, reads on reader
-threads). Blob bytes live in a ``BlobFiles`` directory beside the database.
+This is the storage contract. Each operation is a job (``taube.store.sql``)
+run on an engine: ``SqliteEngine`` (writes in group commits on a writer
+thread, reads on reader threads) or ``PostgresEngine`` (group commits on an
+asyncpg pool, for several nodes). Blob bytes live in a ``BlobStore``: files
+in a directory beside the database, or chunks in the database itself.
 """
 
 from __future__ import annotations
@@ -15,38 +17,80 @@ from taube.proto.ids import BlobId, ConversationId, DeviceId, MessageId, UserId
 from taube.proto.keys import DeviceKeys, IdentityKey, OneTimeKey
 from taube.proto.state import StateEvent
 from taube.store import accounts, blobs, conversations, delivery, keys, queues
+from taube.store.blobchunks import BlobChunks
 from taube.store.blobfiles import BlobFiles
+from taube.store.blobstore import BlobStore, BlobStoreKind
 from taube.store.engine import SqliteEngine
+from taube.store.errors import StoreError
+from taube.store.sql import Engine, is_postgres_url
 
 log = logging.getLogger(__name__)
 
 
 class Store:
-    def __init__(self, database: Path, blob_dir: Path, *, synchronous: str = "FULL") -> None:
-        self.engine = SqliteEngine(database, synchronous=synchronous)
-        self.files = BlobFiles(blob_dir)
+    def __init__(self, engine: Engine, blob_store: BlobStore) -> None:
+        self.engine = engine
+        self.blobs = blob_store
+
+    @classmethod
+    def open(
+        cls,
+        database: str | Path,
+        blob_dir: Path,
+        *,
+        blobs: BlobStoreKind = "directory",
+        synchronous: str = "FULL",
+    ) -> Store:
+        """The store for ``database``: a ``postgresql://`` URL, else a SQLite file.
+
+        ``blobs`` says where attachment bytes go: files under ``blob_dir``, or
+        the database (what several nodes sharing PostgreSQL need). Enter the
+        result (``async with``) to open it.
+        """
+        engine: Engine
+        if is_postgres_url(database):
+            try:
+                from taube.store.postgres import PostgresEngine
+            except ImportError as exc:
+                raise StoreError(
+                    f'PostgreSQL needs the asyncpg driver: pip install "taube[postgres]" ({exc})'
+                ) from None
+            engine = PostgresEngine(str(database))
+        else:
+            engine = SqliteEngine(Path(database), synchronous=synchronous)
+        blob_store: BlobStore = BlobChunks(engine) if blobs == "database" else BlobFiles(blob_dir)
+        return cls(engine, blob_store)
 
     async def __aenter__(self) -> Store:
         await self.engine.start()
-        await asyncio.to_thread(self.files.prepare)
-        await self.remove_orphan_files()
+        try:
+            await self.blobs.prepare()
+            if isinstance(self.blobs, BlobFiles):
+                await self.remove_orphan_files(self.blobs)
+        except BaseException:
+            await self.engine.close()
+            raise
         return self
 
     async def __aexit__(self, *exc: object) -> None:
         await self.engine.close()
 
-    async def remove_orphan_files(self) -> None:
-        """Files whose row is gone (a crash between commit and unlink)."""
+    async def remove_orphan_files(self, files: BlobFiles) -> None:
+        """Files whose row is gone (a crash between commit and unlink).
+
+        Safe at start only because one node owns a blob directory: no upload
+        is between its file and its row.
+        """
         known = await self.engine.read(blobs.all_blob_ids)
-        on_disk = await asyncio.to_thread(self.files.all_ids)
+        on_disk = await asyncio.to_thread(files.all_ids)
         orphans = [BlobId(b) for b in on_disk - known]
         if orphans:
             log.info("removing %d orphaned blob files", len(orphans))
-            await asyncio.to_thread(self.files.delete, orphans)
+            await files.delete(orphans)
 
     async def _free(self, freed: list[BlobId]) -> None:
         if freed:
-            await asyncio.to_thread(self.files.delete, freed)
+            await self.blobs.delete(freed)
 
     # ----------------------------------------------------------- accounts
 
@@ -111,6 +155,12 @@ class Store:
             keys.upload_keys, user, device, device_keys, one_time_keys, fallback_key, now
         )
 
+    async def put_key_backup(self, user: UserId, sealed: bytes) -> None:
+        await self.engine.write(keys.put_key_backup, user, sealed)
+
+    async def get_key_backup(self, user: UserId) -> bytes | None:
+        return await self.engine.read(keys.get_key_backup, user)
+
     async def count_keys(self, device: DeviceId) -> tuple[int, bool]:
         return await self.engine.read(keys.count_keys, device)
 
@@ -172,8 +222,15 @@ class Store:
         now: int,
     ) -> asyncio.Future[delivery.Stored]:
         return self.engine.write(
-            delivery.send_message, user, device, conversation, msg_id, body, blob_ids,
-            expire_ms, now,
+            delivery.send_message,
+            user,
+            device,
+            conversation,
+            msg_id,
+            body,
+            blob_ids,
+            expire_ms,
+            now,
         )
 
     async def device_cursors(self, device: DeviceId) -> list[delivery.Cursor]:
@@ -193,9 +250,7 @@ class Store:
         now: int | None = None,
     ) -> list[delivery.LogEntry]:
         """Entries after ``after`` (up to ``until``), without expired ones if ``now`` is given."""
-        return await self.engine.read(
-            delivery.fetch_log, conversation, after, until, limit, now
-        )
+        return await self.engine.read(delivery.fetch_log, conversation, after, until, limit, now)
 
     async def ack(self, acks: list[tuple[DeviceId, ConversationId, int]]) -> None:
         await self._free(await self.engine.write(delivery.ack, acks))
@@ -203,6 +258,9 @@ class Store:
     async def sweep(self, now: int, max_age_ms: int, unattached_ms: int) -> int:
         removed, freed = await self.engine.write(delivery.sweep, now, max_age_ms, unattached_ms)
         await self._free(freed)
+        orphans = await self.blobs.sweep(now)
+        if orphans:
+            log.info("removed the bytes of %d orphaned blobs", orphans)
         await self.engine.checkpoint()
         return removed
 

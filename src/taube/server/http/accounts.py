@@ -45,7 +45,11 @@ async def _new_device(call: Call, user: UserId) -> http.Session:
     token = new_token()
     now = srv.clock.now_ms()
     await srv.store.create_device(
-        user, device, call.body.device_name, token_hash(token), now,
+        user,
+        device,
+        call.body.device_name,
+        token_hash(token),
+        now,
         srv.token_expiry(now),
     )
     return http.Session(user=user, device=device, token=token)
@@ -59,8 +63,13 @@ async def list_devices(call: Call) -> http.DeviceList:
     rows = await call.srv.store.list_devices(call.auth.user)
     return http.DeviceList(
         devices=[
-            http.DeviceInfo(device=r.device, name=r.name, created_ms=r.created_ms,
-                            last_seen_ms=r.last_seen_ms, current=r.device == call.auth.device)
+            http.DeviceInfo(
+                device=r.device,
+                name=r.name,
+                created_ms=r.created_ms,
+                last_seen_ms=r.last_seen_ms,
+                current=r.device == call.auth.device,
+            )
             for r in rows
         ]
     )

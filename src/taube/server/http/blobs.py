@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import asyncio
 import re
 from collections.abc import AsyncIterator
 
 from aiohttp import web
+from aiohttp.payload import AsyncIterablePayload
 
 from taube.proto import http
 from taube.proto.errors import ErrorCode, ProtocolError
@@ -14,6 +14,12 @@ from taube.proto.ids import BLOB_ID_PATTERN, BlobId, new_blob_id
 from taube.server.http.call import Call
 
 _BLOB_ID = re.compile(BLOB_ID_PATTERN)
+
+_DOWNLOAD_HEADERS = {
+    "Content-Type": "application/octet-stream",
+    "Content-Disposition": "attachment",
+    "Cache-Control": "private, no-store",
+}
 
 
 async def upload_blob(call: Call) -> http.BlobCreated:
@@ -27,17 +33,15 @@ async def upload_blob(call: Call) -> http.BlobCreated:
         async for chunk in request.content.iter_chunked(1 << 16):
             yield chunk
 
-    files = srv.store.files
-    tmp, size = await files.receive(blob, chunks(), limit)
-    # The file goes in place before its row: a crash in between leaves an
-    # orphan file (removed at start), never a row without its file.
-    await asyncio.to_thread(files.commit, blob, tmp)
+    now = srv.clock.now_ms()
+    store = srv.store
+    # The bytes are in place before their row: a crash in between leaves
+    # orphaned bytes (removed later), never a row without its bytes.
+    size = await store.blobs.receive(blob, chunks(), limit, now)
     try:
-        await srv.store.create_blob(
-            blob, call.auth.user, size, srv.clock.now_ms(), srv.config.limits.blob_quota_bytes
-        )
+        await store.create_blob(blob, call.auth.user, size, now, srv.config.limits.blob_quota_bytes)
     except BaseException:
-        files.delete([blob])
+        await store.blobs.delete([blob])
         raise
     return http.BlobCreated(blob=blob, size=size)
 
@@ -46,15 +50,28 @@ async def download_blob(call: Call) -> web.StreamResponse:
     blob = call.param("blob")
     if not _BLOB_ID.match(blob):
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
-    size = await call.srv.store.blob_for(BlobId(blob), call.auth.user)
-    path = call.srv.store.files.path(BlobId(blob))
-    if size is None or not path.exists():
+    store = call.srv.store
+    size = await store.blob_for(BlobId(blob), call.auth.user)
+    if size is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
-    return web.FileResponse(
-        path,
-        headers={
-            "Content-Type": "application/octet-stream",
-            "Content-Disposition": "attachment",
-            "Cache-Control": "private, no-store",
-        },
+    path = store.blobs.file(BlobId(blob))
+    if path is not None:  # a file: sent as is (sendfile, ranges)
+        if not path.exists():
+            raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
+        return web.FileResponse(path, headers=_DOWNLOAD_HEADERS)
+    # Chunks from the database, streamed as they are read. The first one is
+    # read before the response starts, so a blob freed meanwhile is a 404.
+    chunks = store.blobs.chunks(BlobId(blob))
+    first = await anext(chunks, None)
+    if first is None:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
+
+    async def body() -> AsyncIterator[bytes]:
+        yield first
+        async for chunk in chunks:
+            yield chunk
+
+    return web.Response(
+        body=AsyncIterablePayload(body()),
+        headers={**_DOWNLOAD_HEADERS, "Content-Length": str(size)},
     )

@@ -31,8 +31,13 @@ async def _check_event(call: Call, event: StateEvent) -> None:
 
 def _info(row: ConversationRow) -> http.ConversationInfo:
     return http.ConversationInfo(
-        conversation=row.conversation, kind=row.kind, members=dict(row.members),
-        depth=row.depth, head=row.head, timer_seconds=row.timer_seconds, seq=row.seq,
+        conversation=row.conversation,
+        kind=row.kind,
+        members=dict(row.members),
+        depth=row.depth,
+        head=row.head,
+        timer_seconds=row.timer_seconds,
+        seq=row.seq,
     )
 
 

@@ -63,11 +63,26 @@ async def upload_keys(call: Call) -> http.KeyCount:
     if body.fallback_key is not None:
         _check_one_time_key(call, body.fallback_key, ed25519, fallback=True)
     count, fallback, notified = await srv.store.upload_keys(
-        user, device, device_keys, list(body.one_time_keys), body.fallback_key,
+        user,
+        device,
+        device_keys,
+        list(body.one_time_keys),
+        body.fallback_key,
         srv.clock.now_ms(),
     )
     srv.notify_keys_changed(notified)
     return http.KeyCount(one_time_keys=count, fallback_key=fallback)
+
+
+async def put_key_backup(call: Call) -> None:
+    await call.srv.store.put_key_backup(call.auth.user, call.body.sealed)
+
+
+async def get_key_backup(call: Call) -> http.KeyBackup:
+    sealed = await call.srv.store.get_key_backup(call.auth.user)
+    if sealed is None:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no key backup")
+    return http.KeyBackup(sealed=sealed)
 
 
 async def count_keys(call: Call) -> http.KeyCount:

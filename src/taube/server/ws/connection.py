@@ -225,8 +225,14 @@ class Connection:
         if self.user not in await srv.hub.members(frame.conversation):
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
         future = srv.store.send_message(
-            self.user, self.device, frame.conversation, frame.id, frame.body, list(frame.blobs),
-            frame.expire_ms, srv.clock.now_ms(),
+            self.user,
+            self.device,
+            frame.conversation,
+            frame.id,
+            frame.body,
+            list(frame.blobs),
+            frame.expire_ms,
+            srv.clock.now_ms(),
         )
         self.inflight += 1
         future.add_done_callback(lambda done: self._stored(frame, done))
@@ -237,18 +243,23 @@ class Connection:
         try:
             stored = done.result()
         except ProtocolError as exc:
-            self.send(frames.Error(code=exc.code, message=exc.message, ref=frame.id,
-                                   retry_after=exc.retry_after))
+            self.send(
+                frames.Error(
+                    code=exc.code, message=exc.message, ref=frame.id, retry_after=exc.retry_after
+                )
+            )
             return
         except Exception:
             log.exception("send failed")
-            self.send(frames.Error(code=ErrorCode.INTERNAL, message="send failed, retry",
-                                   ref=frame.id))
+            self.send(
+                frames.Error(code=ErrorCode.INTERNAL, message="send failed, retry", ref=frame.id)
+            )
             return
         if not stored.duplicate:
             self.srv.publish_message(self.user, self.device, frame, stored)
-        self.send(frames.Sent(conversation=frame.conversation, id=frame.id, seq=stored.seq,
-                              ts=stored.ts))
+        self.send(
+            frames.Sent(conversation=frame.conversation, id=frame.id, seq=stored.seq, ts=stored.ts)
+        )
 
     def _ack(self, frame: frames.Ack) -> None:
         have = self.delivered.get(frame.conversation)
@@ -264,8 +275,11 @@ class Connection:
     async def _to_device(self, frame: frames.ToDeviceSend) -> None:
         srv = self.srv
         duplicate, entries = await srv.store.send_to_devices(
-            self.user, self.device, frame.id,
-            [(m.user, m.device, m.body) for m in frame.messages], srv.clock.now_ms(),
+            self.user,
+            self.device,
+            frame.id,
+            [(m.user, m.device, m.body) for m in frame.messages],
+            srv.clock.now_ms(),
         )
         if not duplicate:
             for entry in entries:
@@ -278,8 +292,9 @@ class Connection:
     async def _typing(self, frame: frames.Typing) -> None:
         members = await self.srv.hub.members(frame.conversation)
         if self.user in members:
-            event = frames.TypingEvent(conversation=frame.conversation, user=self.user,
-                                       active=frame.active)
+            event = frames.TypingEvent(
+                conversation=frame.conversation, user=self.user, active=frame.active
+            )
             self.srv.hub.publish_ephemeral(members, encode(event), skip=self.device)
 
     # ----------------------------------------------------------- closing

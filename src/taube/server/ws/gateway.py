@@ -60,8 +60,9 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     except ProtocolError as exc:
         code = CLOSE_PROTOCOL if exc.code is ErrorCode.PROTOCOL_VERSION else CLOSE_UNAUTHORIZED
         with contextlib.suppress(Exception):
-            await ws.send_frame(encode(frames.Error(code=exc.code, message=exc.message)),
-                                WSMsgType.TEXT)
+            await ws.send_frame(
+                encode(frames.Error(code=exc.code, message=exc.message)), WSMsgType.TEXT
+            )
             await ws.close(code=code, message=exc.message.encode())
         return ws
     if auth is None:
@@ -72,8 +73,11 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await old.close(CLOSE_REPLACED, "replaced by a newer connection")
     now = srv.clock.now_ms()
     await srv.store.touch_device(auth.device, now, srv.token_expiry(now))
-    conn.send(frames.Welcome(protocol=PROTOCOL_VERSION, user=auth.user, device=auth.device,
-                             server_time_ms=now))
+    conn.send(
+        frames.Welcome(
+            protocol=PROTOCOL_VERSION, user=auth.user, device=auth.device, server_time_ms=now
+        )
+    )
     try:
         async with asyncio.TaskGroup() as tasks:
             writer = tasks.create_task(conn.writer())
@@ -136,8 +140,11 @@ async def _serve(srv: Server, conn: Connection, ws: web.WebSocketResponse) -> No
             ref = getattr(frame, "id", None)
             await conn.handle(frame)
         except ProtocolError as exc:
-            conn.send(frames.Error(code=exc.code, message=exc.message, ref=ref,
-                                   retry_after=exc.retry_after))
+            conn.send(
+                frames.Error(
+                    code=exc.code, message=exc.message, ref=ref, retry_after=exc.retry_after
+                )
+            )
         if conn.too_far_behind:
             await conn.close(CLOSE_TOO_FAR_BEHIND, "not reading: too far behind")
             return
