@@ -236,8 +236,9 @@ class Device:
 
     async def open(self, host: str, port: int) -> None:
         self.conn = await connect(host, port, WS_PATH, self)
-        self.conn.send(encode(frames.Hello(protocol=PROTOCOL_VERSION, token=self.token,
-                                           client="taube-bench")))
+        self.conn.send(
+            encode(frames.Hello(protocol=PROTOCOL_VERSION, token=self.token, client="taube-bench"))
+        )
         async with asyncio.timeout(30):
             await self.welcome
             await self.ready  # the backlog (state events, key changes) is through
@@ -271,8 +272,9 @@ class Device:
         """Acknowledge everything this read brought, one frame per conversation."""
         if self.conn is None or not (self._acks or self._queue_ack):
             return
-        out = [encode(frames.Ack(conversation=ConversationId(c), seq=s))
-               for c, s in self._acks.items()]
+        out = [
+            encode(frames.Ack(conversation=ConversationId(c), seq=s)) for c, s in self._acks.items()
+        ]
         if self._queue_ack:
             out.append(encode(frames.ToDeviceAck(seq=self._queue_ack)))
         self._acks.clear()
@@ -325,50 +327,107 @@ def _env_pair(text: str) -> tuple[str, str]:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--pairs", type=int, default=50,
-                   help="sender/receiver device pairs, one direct conversation each (50)")
-    p.add_argument("--rates", type=_rates, default=_rates("1000,2000,5000,10000"),
-                   help="fixed arrival rates in messages/s, comma-separated"
-                        " (1000,2000,5000,10000)")
-    p.add_argument("--duration", type=float, default=10.0,
-                   help="seconds per fixed-rate step (10)")
-    p.add_argument("--body-bytes", type=int, default=256,
-                   help="ciphertext size of each message (256)")
+    p.add_argument(
+        "--pairs",
+        type=int,
+        default=50,
+        help="sender/receiver device pairs, one direct conversation each (50)",
+    )
+    p.add_argument(
+        "--rates",
+        type=_rates,
+        default=_rates("1000,2000,5000,10000"),
+        help="fixed arrival rates in messages/s, comma-separated (1000,2000,5000,10000)",
+    )
+    p.add_argument("--duration", type=float, default=10.0, help="seconds per fixed-rate step (10)")
+    p.add_argument(
+        "--body-bytes", type=int, default=256, help="ciphertext size of each message (256)"
+    )
     p.add_argument("--warmup", type=float, default=2.0, help="warm-up seconds at 500/s (2)")
-    p.add_argument("--no-ramp", dest="ramp", action="store_false",
-                   help="skip the search for the maximum sustained rate")
-    p.add_argument("--ramp-start", type=float, default=0.0,
-                   help="first ramp rate (default: the best sustained fixed rate"
-                        " times the factor, else 500)")
-    p.add_argument("--ramp-factor", type=float, default=1.25,
-                   help="rate growth per ramp step (1.25)")
+    p.add_argument(
+        "--no-ramp",
+        dest="ramp",
+        action="store_false",
+        help="skip the search for the maximum sustained rate",
+    )
+    p.add_argument(
+        "--ramp-start",
+        type=float,
+        default=0.0,
+        help="first ramp rate (default: the best sustained fixed rate times the factor, else 500)",
+    )
+    p.add_argument(
+        "--ramp-factor", type=float, default=1.25, help="rate growth per ramp step (1.25)"
+    )
     p.add_argument("--ramp-duration", type=float, default=4.0, help="seconds per ramp step (4)")
     p.add_argument("--ramp-steps", type=int, default=12, help="at most this many ramp steps (12)")
-    p.add_argument("--ramp-refine", type=int, default=2,
-                   help="bisection steps between the last rate that held and the first"
-                        " that did not (2)")
-    p.add_argument("--ramp-max-rate", type=float, default=100_000.0,
-                   help="stop ramping above this rate (100000)")
-    p.add_argument("--p99-bound-ms", type=float, default=100.0,
-                   help="a step is sustained only if its ack p99 is within this (100)")
-    p.add_argument("--abort-backlog-s", type=float, default=2.0,
-                   help="stop a step once this many seconds of arrivals await an answer (2)")
-    p.add_argument("--drain-timeout", type=float, default=10.0,
-                   help="seconds to wait for outstanding answers after a step (10)")
-    p.add_argument("--max-time", type=float, default=170.0,
-                   help="start no new step after this many seconds of the run (170)")
-    p.add_argument("--no-pin", dest="pin", action="store_false",
-                   help="do not pin the server to CPU 0 and the generator to CPU 1")
-    p.add_argument("--server-env", type=_env_pair, action="append", default=[],
-                   metavar="TAUBE_X_Y=VALUE",
-                   help="extra server setting (repeatable), e.g."
-                        " TAUBE_STORAGE_SYNCHRONOUS=NORMAL")
-    p.add_argument("--tmp-dir", type=Path, default=None,
-                   help="where the server's data directory is created (system temp)")
-    p.add_argument("--keep-data", action="store_true",
-                   help="keep the server's data directory (and its log) afterwards")
-    p.add_argument("--output", type=Path, default=None,
-                   help="results file (default bench/results/delivery-<time>.json)")
+    p.add_argument(
+        "--ramp-refine",
+        type=int,
+        default=2,
+        help="bisection steps between the last rate that held and the first that did not (2)",
+    )
+    p.add_argument(
+        "--ramp-max-rate",
+        type=float,
+        default=100_000.0,
+        help="stop ramping above this rate (100000)",
+    )
+    p.add_argument(
+        "--p99-bound-ms",
+        type=float,
+        default=100.0,
+        help="a step is sustained only if its ack p99 is within this (100)",
+    )
+    p.add_argument(
+        "--abort-backlog-s",
+        type=float,
+        default=2.0,
+        help="stop a step once this many seconds of arrivals await an answer (2)",
+    )
+    p.add_argument(
+        "--drain-timeout",
+        type=float,
+        default=10.0,
+        help="seconds to wait for outstanding answers after a step (10)",
+    )
+    p.add_argument(
+        "--max-time",
+        type=float,
+        default=170.0,
+        help="start no new step after this many seconds of the run (170)",
+    )
+    p.add_argument(
+        "--no-pin",
+        dest="pin",
+        action="store_false",
+        help="do not pin the server to CPU 0 and the generator to CPU 1",
+    )
+    p.add_argument(
+        "--server-env",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="TAUBE_X_Y=VALUE",
+        help="extra server setting (repeatable), e.g. TAUBE_STORAGE_SYNCHRONOUS=NORMAL",
+    )
+    p.add_argument(
+        "--tmp-dir",
+        type=Path,
+        default=None,
+        help="where the server's data directory is created (system temp)",
+    )
+    p.add_argument(
+        "--keep-data",
+        action="store_true",
+        help="keep the server's data directory (and its log) afterwards",
+    )
+    p.add_argument(
+        "--output",
+        type=Path,
+        default=None,
+        help="results file (default bench/results/delivery-<time>.json)",
+    )
 
 
 # ---------------------------------------------------------------- the run
@@ -409,8 +468,9 @@ class DeliveryRun:
         ack_rate = (tracker.n_acked - acked) / dt
         delivery_rate = (tracker.n_delivered - delivered) / dt
         self._last = (now, tracker.n_acked, tracker.n_delivered)
-        buffered = sum(p.sender.conn.write_buffer_size for p in self.pairs
-                       if p.sender.conn is not None)
+        buffered = sum(
+            p.sender.conn.write_buffer_size for p in self.pairs if p.sender.conn is not None
+        )
         return (
             f"{total} {tracker.phase} {tracker.rate:,.0f}/s"
             f" t={now - tracker.started:4.1f}s sent {tracker.fired:,}/{tracker.planned:,}"
@@ -453,8 +513,10 @@ class DeliveryRun:
         self.status_line = f"setting up: connecting {2 * args.pairs} devices"
         devices = [d for p in self.pairs for d in (p.sender, p.receiver)]
         await asyncio.gather(*(d.open(self.host, self.port) for d in devices))
-        self.log(f"set up {args.pairs} pairs ({2 * args.pairs} WebSockets)"
-                 f" in {time.perf_counter() - self.started:.1f}s")
+        self.log(
+            f"set up {args.pairs} pairs ({2 * args.pairs} WebSockets)"
+            f" in {time.perf_counter() - self.started:.1f}s"
+        )
 
     async def close(self) -> None:
         self.bench.closing = True
@@ -511,11 +573,16 @@ class DeliveryRun:
         machine_pct, irq_pct, steal_pct = machine_cpu.percent()
         io_after = loadgen.process_io(self.server_pid)
         io = {key: io_after[key] - io_before[key] for key in io_after if key in io_before}
-        cpu = {"server": server_pct, "loadgen": own_pct,
-               "other": max(0.0, machine_pct - server_pct - own_pct), "steal": steal_pct,
-               "irq": irq_pct}
-        client_buffer = sum(p.sender.conn.write_buffer_size for p in pairs
-                            if p.sender.conn is not None)
+        cpu = {
+            "server": server_pct,
+            "loadgen": own_pct,
+            "other": max(0.0, machine_pct - server_pct - own_pct),
+            "steal": steal_pct,
+            "irq": irq_pct,
+        }
+        client_buffer = sum(
+            p.sender.conn.write_buffer_size for p in pairs if p.sender.conn is not None
+        )
         deadline = window_end + args.drain_timeout
         while not tracker.complete and time.perf_counter() < deadline:
             if len(self.bench.closed) > closed_before:
@@ -532,8 +599,14 @@ class DeliveryRun:
         return result
 
     def _result(
-        self, tracker: Tracker, schedule: loadgen.ScheduleResult, window_end: float,
-        drained: float, cpu: dict[str, float], io: dict[str, int], client_buffer: int,
+        self,
+        tracker: Tracker,
+        schedule: loadgen.ScheduleResult,
+        window_end: float,
+        drained: float,
+        cpu: dict[str, float],
+        io: dict[str, int],
+        client_buffer: int,
     ) -> dict[str, Any]:
         args = self.args
         fired = schedule.fired
@@ -559,8 +632,10 @@ class DeliveryRun:
         if schedule.aborted:
             problems.append(f"stopped early: {schedule.aborted}")
         if tracker.acks_behind > 0 or tracker.deliveries_behind > 0:
-            problems.append(f"unanswered after {args.drain_timeout:g}s drain:"
-                            f" {tracker.acks_behind} acks, {tracker.deliveries_behind} deliveries")
+            problems.append(
+                f"unanswered after {args.drain_timeout:g}s drain:"
+                f" {tracker.acks_behind} acks, {tracker.deliveries_behind} deliveries"
+            )
         if tracker.n_failed:
             problems.append(f"errors: {dict(tracker.errors)}")
         if durable_rate < 0.95 * tracker.rate:
@@ -576,8 +651,10 @@ class DeliveryRun:
         if cpu["loadgen"] > 85.0:
             notes.append(f"generator CPU at {cpu['loadgen']:.0f}%: it may be the limit")
         if cpu["other"] + cpu["steal"] > 10.0:
-            notes.append(f"other processes used {cpu['other']:.0f}% of a CPU"
-                         f" (steal {cpu['steal']:.0f}%): the numbers are noisy")
+            notes.append(
+                f"other processes used {cpu['other']:.0f}% of a CPU"
+                f" (steal {cpu['steal']:.0f}%): the numbers are noisy"
+            )
         return {
             "step": tracker.number,
             "phase": tracker.phase,
@@ -668,8 +745,9 @@ class DeliveryRun:
             stopped = f"reached --ramp-steps {args.ramp_steps}"
         if best is None:
             # not even the first ramp step held: start from the fixed steps
-            best = max((s for s in fixed if s["sustained"]), key=lambda s: s["offered_rate"],
-                       default=None)
+            best = max(
+                (s for s in fixed if s["sustained"]), key=lambda s: s["offered_rate"], default=None
+            )
         if best is not None and failed is not None:
             for _ in range(args.ramp_refine):
                 mid = round(math.sqrt(best["offered_rate"] * failed["offered_rate"]))
@@ -713,14 +791,16 @@ def _timeline(
     out = []
     for key in sorted(buckets.keys() | unanswered.keys()):
         values = sorted(buckets.get(key, []))
-        out.append({
-            "t": key * width,
-            "sent": len(values) + unanswered[key],
-            "unanswered": unanswered[key],
-            "ack_p50_ms": loadgen.percentile(values, 50) * 1000 if values else None,
-            "ack_p99_ms": loadgen.percentile(values, 99) * 1000 if values else None,
-            "ack_max_ms": values[-1] * 1000 if values else None,
-        })
+        out.append(
+            {
+                "t": key * width,
+                "sent": len(values) + unanswered[key],
+                "unanswered": unanswered[key],
+                "ack_p50_ms": loadgen.percentile(values, 50) * 1000 if values else None,
+                "ack_p99_ms": loadgen.percentile(values, 99) * 1000 if values else None,
+                "ack_max_ms": values[-1] * 1000 if values else None,
+            }
+        )
     return out
 
 
@@ -746,28 +826,53 @@ def _step_line(s: dict[str, Any]) -> str:
 
 def table(steps: list[dict[str, Any]]) -> str:
     header = (
-        "phase", "offered/s", "sent/s", "durable/s", "ack p50", "p99", "p99.9", "max",
-        "dlv p50", "p99", "p99.9", "srv CPU", "gen CPU", "other CPU", "gen lag p99",
+        "phase",
+        "offered/s",
+        "sent/s",
+        "durable/s",
+        "ack p50",
+        "p99",
+        "p99.9",
+        "max",
+        "dlv p50",
+        "p99",
+        "p99.9",
+        "srv CPU",
+        "gen CPU",
+        "other CPU",
+        "gen lag p99",
         "result",
     )
     rows = [header]
     for s in steps:
         a, d = s["ack_latency_ms"], s["delivery_latency_ms"]
-        rows.append((
-            s["phase"], f"{s['offered_rate']:,.0f}", f"{s['send_rate']:,.0f}",
-            f"{s['durable_rate']:,.0f}",
-            _ms(a["p50"]), _ms(a["p99"]), _ms(a["p99.9"]), _ms(a["max"]),
-            _ms(d["p50"]), _ms(d["p99"]), _ms(d["p99.9"]),
-            f"{s['server_cpu_pct'] or 0:.0f}%", f"{s['loadgen_cpu_pct'] or 0:.0f}%",
-            f"{(s['other_cpu_pct'] or 0) + (s['steal_cpu_pct'] or 0):.0f}%",
-            _ms(s["send_lag_ms"]["p99"]),
-            "ok" if s["sustained"] else ("saturated" if s["aborted"] else "missed"),
-        ))
+        rows.append(
+            (
+                s["phase"],
+                f"{s['offered_rate']:,.0f}",
+                f"{s['send_rate']:,.0f}",
+                f"{s['durable_rate']:,.0f}",
+                _ms(a["p50"]),
+                _ms(a["p99"]),
+                _ms(a["p99.9"]),
+                _ms(a["max"]),
+                _ms(d["p50"]),
+                _ms(d["p99"]),
+                _ms(d["p99.9"]),
+                f"{s['server_cpu_pct'] or 0:.0f}%",
+                f"{s['loadgen_cpu_pct'] or 0:.0f}%",
+                f"{(s['other_cpu_pct'] or 0) + (s['steal_cpu_pct'] or 0):.0f}%",
+                _ms(s["send_lag_ms"]["p99"]),
+                "ok" if s["sustained"] else ("saturated" if s["aborted"] else "missed"),
+            )
+        )
     widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
     lines = []
     for j, row in enumerate(rows):
-        cells = [c.ljust(w) if i in (0, len(row) - 1) else c.rjust(w)
-                 for i, (c, w) in enumerate(zip(row, widths, strict=True))]
+        cells = [
+            c.ljust(w) if i in (0, len(row) - 1) else c.rjust(w)
+            for i, (c, w) in enumerate(zip(row, widths, strict=True))
+        ]
         lines.append("  ".join(cells).rstrip())
         if j == 0:
             lines.append("  ".join("-" * w for w in widths))
@@ -776,8 +881,14 @@ def table(steps: list[dict[str, Any]]) -> str:
 
 def _git_commit() -> str | None:
     try:
-        out = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True,
-                             cwd=Path(__file__).resolve().parent, timeout=5, check=False)
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            cwd=Path(__file__).resolve().parent,
+            timeout=5,
+            check=False,
+        )
     except (OSError, subprocess.SubprocessError):
         return None
     return out.stdout.strip() or None
@@ -790,9 +901,15 @@ def _filesystem(path: Path) -> str | None:
     except OSError:
         return None
     target = str(path.resolve())
-    best = max((m for m in mounts if len(m) > 2 and
-                (target == m[1] or target.startswith(m[1].rstrip("/") + "/"))),
-               key=lambda m: len(m[1]), default=None)
+    best = max(
+        (
+            m
+            for m in mounts
+            if len(m) > 2 and (target == m[1] or target.startswith(m[1].rstrip("/") + "/"))
+        ),
+        key=lambda m: len(m[1]),
+        default=None,
+    )
     return f"{best[2]} ({best[0]} on {best[1]})" if best else None
 
 
@@ -850,7 +967,8 @@ def run(args: argparse.Namespace) -> int:
         print("\ndelivery: interrupted; the server was stopped", file=sys.stderr)
         return 130
     output: Path = args.output or RESULTS_DIR / time.strftime(
-        "delivery-%Y%m%d-%H%M%S.json", time.gmtime(report["started_at"]))
+        "delivery-%Y%m%d-%H%M%S.json", time.gmtime(report["started_at"])
+    )
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_text(json.dumps(report, indent=2) + "\n")
     print_summary(report)
@@ -875,10 +993,16 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
         if pin:
             loadgen.pin_process(server_pid, SERVER_CPUS)
             os.sched_setaffinity(0, LOADGEN_CPUS)
-        where = (f"server on CPU {sorted(SERVER_CPUS)}, generator on CPU {sorted(LOADGEN_CPUS)}"
-                 if pin else "not pinned")
-        print(f"taube serve pid {server_pid} at {server.url}; data in {server.data_dir}"
-              f" ({_filesystem(server.data_dir)}); {where}", file=sys.stderr)
+        where = (
+            f"server on CPU {sorted(SERVER_CPUS)}, generator on CPU {sorted(LOADGEN_CPUS)}"
+            if pin
+            else "not pinned"
+        )
+        print(
+            f"taube serve pid {server_pid} at {server.url}; data in {server.data_dir}"
+            f" ({_filesystem(server.data_dir)}); {where}",
+            file=sys.stderr,
+        )
         bench = DeliveryRun(args, server, server_pid)
 
         async def main() -> dict[str, Any]:
@@ -917,7 +1041,8 @@ def _run(args: argparse.Namespace) -> dict[str, Any]:
             "cpu": _cpu_model(),
             "cpus": os.cpu_count(),
             "pinned": {"server": sorted(SERVER_CPUS), "loadgen": sorted(LOADGEN_CPUS)}
-            if pin else None,
+            if pin
+            else None,
             "data_filesystem": _filesystem(data_root),
         },
         "steps": bench.steps,
@@ -937,18 +1062,25 @@ def print_summary(report: dict[str, Any]) -> None:
         best = ramp["max_sustained_rate"]
         print(
             "\nmax sustained durable send rate: "
-            + (f"{best:,.0f}/s offered, {ramp['max_sustained_durable_rate']:,.0f}/s acked"
-               if best else "none of the steps held")
-            + (f"; {ramp['lowest_failing_rate']:,.0f}/s did not hold"
-               f" ({'; '.join(ramp['lowest_failing_problems'])})"
-               if ramp["lowest_failing_rate"] else f" ({ramp['stopped']})")
+            + (
+                f"{best:,.0f}/s offered, {ramp['max_sustained_durable_rate']:,.0f}/s acked"
+                if best
+                else "none of the steps held"
+            )
+            + (
+                f"; {ramp['lowest_failing_rate']:,.0f}/s did not hold"
+                f" ({'; '.join(ramp['lowest_failing_problems'])})"
+                if ramp["lowest_failing_rate"]
+                else f" ({ramp['stopped']})"
+            )
         )
     peak = max(steps, key=lambda s: s["durable_rate"], default=None)
     if peak is not None:
-        print(f"peak durable throughput seen: {peak['durable_rate']:,.0f}/s"
-              f" (step {peak['step']}, offered {peak['offered_rate']:,.0f}/s,"
-              f" server CPU {peak['server_cpu_pct'] or 0:.0f}%)")
+        print(
+            f"peak durable throughput seen: {peak['durable_rate']:,.0f}/s"
+            f" (step {peak['step']}, offered {peak['offered_rate']:,.0f}/s,"
+            f" server CPU {peak['server_cpu_pct'] or 0:.0f}%)"
+        )
     noisy = [s["step"] for s in steps if any("noisy" in n for n in s["notes"])]
     if noisy:
-        print(f"note: other processes competed for the CPUs during steps {noisy};"
-              " see other CPU")
+        print(f"note: other processes competed for the CPUs during steps {noisy}; see other CPU")

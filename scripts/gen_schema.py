@@ -1,7 +1,7 @@
 """Generate schema/ and docs/protocol-reference.md from taube.proto.
 
-    python scripts/gen_schema.py          # write the files
-    python scripts/gen_schema.py --check  # fail if the committed files differ
+python scripts/gen_schema.py          # write the files
+python scripts/gen_schema.py --check  # fail if the committed files differ
 """
 
 from __future__ import annotations
@@ -84,8 +84,10 @@ def reference() -> str:
             f"| {response} ({e.status}) | {e.summary} |"
         )
     lines += ["", "## WebSocket frames", "", f"Endpoint: `{PREFIX}/ws`.", ""]
-    for title, union in (("Client to server", frames.ClientFrame),
-                         ("Server to client", frames.ServerFrame)):
+    for title, union in (
+        ("Client to server", frames.ClientFrame),
+        ("Server to client", frames.ServerFrame),
+    ):
         lines += [f"### {title}", "", "| type | fields | meaning |", "|---|---|---|"]
         for struct in typing.get_args(union):
             tag = struct.__struct_config__.tag
@@ -94,8 +96,9 @@ def reference() -> str:
         lines.append("")
     lines += ["## Error codes", "", "| code | HTTP status | retry |", "|---|---|---|"]
     for code in ErrorCode:
-        lines.append(f"| `{code.value}` | {HTTP_STATUS[code]} | "
-                     f"{'yes' if code in RETRYABLE else 'no'} |")
+        lines.append(
+            f"| `{code.value}` | {HTTP_STATUS[code]} | {'yes' if code in RETRYABLE else 'no'} |"
+        )
     return "\n".join(lines) + "\n"
 
 
@@ -129,8 +132,12 @@ def config_reference() -> str:
     ]
     defaults = Config()
     for section, section_type in SECTION_TYPES.items():
-        lines += [f"## [{section}]", "", "| key | default | environment | meaning |",
-                  "|---|---|---|---|"]
+        lines += [
+            f"## [{section}]",
+            "",
+            "| key | default | environment | meaning |",
+            "|---|---|---|---|",
+        ]
         comments = _comments(section_type)
         values = msgspec.to_builtins(getattr(defaults, section))
         for field in msgspec.structs.fields(section_type):
@@ -138,8 +145,10 @@ def config_reference() -> str:
             if section == "server" and field.name == "data_dir":
                 default = "~/.local/share/taube"
             env = f"TAUBE_{section.upper()}_{field.name.upper()}"
-            lines.append(f"| `{field.name}` | `{json.dumps(default)}` | `{env}` "
-                         f"| {comments.get(field.name, '')} |")
+            lines.append(
+                f"| `{field.name}` | `{json.dumps(default)}` | `{env}` "
+                f"| {comments.get(field.name, '')} |"
+            )
         lines.append("")
     return "\n".join(lines)
 
@@ -169,8 +178,9 @@ def main() -> int:
             path.write_text(text, "utf-8")
             print(f"wrote {path.relative_to(ROOT)}")
     if drift:
-        print("schema drift: regenerate with scripts/gen-schema:", *drift, sep="\n  ",
-              file=sys.stderr)
+        print(
+            "schema drift: regenerate with scripts/gen-schema:", *drift, sep="\n  ", file=sys.stderr
+        )
         return 1
     return 0
 

@@ -45,8 +45,19 @@ DYNAMIC_SERVER_IMPORTS = {"taube.cli.main": {"taube.server.main"}}
 #: third-party distributions ``proto`` may use: it is pure, no I/O
 PROTO_THIRD_PARTY = {"msgspec", "cryptography"}
 PROTO_FORBIDDEN_STDLIB = {
-    "asyncio", "socket", "sqlite3", "subprocess", "threading", "os", "io", "pathlib",
-    "shutil", "tempfile", "urllib", "http", "logging",
+    "asyncio",
+    "socket",
+    "sqlite3",
+    "subprocess",
+    "threading",
+    "os",
+    "io",
+    "pathlib",
+    "shutil",
+    "tempfile",
+    "urllib",
+    "http",
+    "logging",
 }
 
 
@@ -206,8 +217,12 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
     )
     found = imports_of("taube.cli.mod", path)
     assert {
-        "taube.server", "taube.cli", "taube.cli.sibling", "taube.server.app",
-        "taube.server.config", "taube.store.engine",
+        "taube.server",
+        "taube.cli",
+        "taube.cli.sibling",
+        "taube.server.app",
+        "taube.server.config",
+        "taube.store.engine",
     } <= found
     assert set(taube_imports_in(found)) == {"server", "cli", "store"}
 

@@ -66,7 +66,10 @@ def test_canonical_json_of_a_struct_sorts_its_fields_and_drops_the_signature() -
         user=ALICE, device=DEVICE, key_id="k1", key="K" * 43, fallback=True, signature="S" * 86
     )
     assert canonical_json(key) == (
-        b'{"device":"' + b"D" * 22 + b'","fallback":true,"key":"' + b"K" * 43
+        b'{"device":"'
+        + b"D" * 22
+        + b'","fallback":true,"key":"'
+        + b"K" * 43
         + b'","key_id":"k1","user":"alice@example.org"}'
     )
 
@@ -93,8 +96,10 @@ def test_canonical_json_does_not_change_its_argument() -> None:
         st.text(max_size=8),
         st.recursive(
             st.none() | st.booleans() | st.integers(-(2**63), 2**63 - 1) | st.text(max_size=8),
-            lambda inner: st.lists(inner, max_size=3)
-            | st.dictionaries(st.text(max_size=4), inner, max_size=3),
+            lambda inner: (
+                st.lists(inner, max_size=3)
+                | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+            ),
             max_leaves=10,
         ),
         max_size=5,

@@ -201,8 +201,13 @@ def test_the_hash_covers_the_signature() -> None:
     chain = group()
     ev = chain.next(ALICE, join(BOB))
     resigned = StateEvent(
-        conversation=ev.conversation, depth=ev.depth, prev=ev.prev, sender=ev.sender,
-        ts=ev.ts, content=ev.content, signature="B" * 86,
+        conversation=ev.conversation,
+        depth=ev.depth,
+        prev=ev.prev,
+        sender=ev.sender,
+        ts=ev.ts,
+        content=ev.content,
+        signature="B" * 86,
     )
     assert ev.event_hash() != resigned.event_hash()
     assert ev.signed_bytes() == resigned.signed_bytes()
@@ -225,7 +230,10 @@ def test_owner_and_admins_add_members() -> None:
     chain.add(BOB, join(CAROL))
     chain.add(ALICE, join(DAVE))
     assert chain.state.members == {
-        ALICE: Role.OWNER, BOB: Role.ADMIN, CAROL: Role.MEMBER, DAVE: Role.MEMBER
+        ALICE: Role.OWNER,
+        BOB: Role.ADMIN,
+        CAROL: Role.MEMBER,
+        DAVE: Role.MEMBER,
     }
 
 

@@ -143,6 +143,12 @@ class Appended(Wire, kw_only=True):
     seq: int
 
 
+class KeyBackup(Wire, kw_only=True):
+    """The identity key sealed with the recovery code (see ``taube.crypto.backup``)."""
+
+    sealed: Annotated[bytes, Meta(max_length=16384)]
+
+
 class BlobCreated(Wire, kw_only=True):
     blob: BlobIdField
     size: int

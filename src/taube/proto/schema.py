@@ -62,15 +62,17 @@ def openapi() -> dict[str, Any]:
         elif endpoint.raw_request:
             operation["requestBody"] = {
                 "required": True,
-                "content": {"application/octet-stream": {"schema": {"type": "string",
-                                                                    "format": "binary"}}},
+                "content": {
+                    "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+                },
             }
         ok: dict[str, Any] = {"description": "OK"}
         if endpoint.response is not None:
             ok["content"] = {"application/json": {"schema": by_type[endpoint.response]}}
         elif endpoint.raw_response:
-            ok["content"] = {"application/octet-stream": {"schema": {"type": "string",
-                                                                     "format": "binary"}}}
+            ok["content"] = {
+                "application/octet-stream": {"schema": {"type": "string", "format": "binary"}}
+            }
         operation["responses"][str(endpoint.status)] = ok
         codes = set(endpoint.errors) | {400, 429, 500, 503}
         if endpoint.auth:

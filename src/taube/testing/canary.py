@@ -48,8 +48,10 @@ def scan(paths: Iterable[Path | str], needles: Iterable[Needle]) -> list[tuple[P
     Needles are ``str`` (searched as UTF-8) or ``bytes``; an empty list
     means none of them is anywhere.
     """
-    wanted = [(needle, needle.encode() if isinstance(needle, str) else bytes(needle))
-              for needle in needles]
+    wanted = [
+        (needle, needle.encode() if isinstance(needle, str) else bytes(needle))
+        for needle in needles
+    ]
     if any(not raw for _, raw in wanted):
         raise ValueError("an empty needle matches everything")
     hits: list[tuple[Path, Needle]] = []

@@ -64,8 +64,11 @@ class Outbox:
         """Queue a send (sealed now, so every retry carries the same bytes)."""
         msg_id = msg_id or new_message_id()
         self.frames[msg_id] = frames.Send(
-            conversation=ConversationId(conversation), id=msg_id, body=seal(plaintext),
-            blobs=[BlobId(b) for b in blobs or ()], expire_ms=expire_ms,
+            conversation=ConversationId(conversation),
+            id=msg_id,
+            body=seal(plaintext),
+            blobs=[BlobId(b) for b in blobs or ()],
+            expire_ms=expire_ms,
         )
         self.plaintexts[msg_id] = plaintext
         self._pending[msg_id] = None

@@ -46,7 +46,7 @@ from taube.proto.state import Content, Create, Kind, Member, Role, StateEvent
 from taube.proto.version import PROTOCOL_VERSION
 
 TEST_KEY = bytes(range(32))  #: the "end-to-end" key every raw client shares
-PASSWORD = "correct horse battery staple"
+PASSWORD = "correct horse battery staple"  # noqa: S105 - test accounts only
 
 
 def seal(plaintext: bytes, key: bytes = TEST_KEY) -> bytes:
@@ -107,8 +107,14 @@ class RawClient:
             await self.http_session.close()
 
     async def request(
-        self, method: str, path: str, body: Any = None, *, raw: bytes | None = None,
-        token: str | None = None, headers: dict[str, str] | None = None,
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        *,
+        raw: bytes | None = None,
+        token: str | None = None,
+        headers: dict[str, str] | None = None,
     ) -> Any:
         assert self.http_session is not None
         all_headers = dict(headers or {})
@@ -128,14 +134,16 @@ class RawClient:
 
     async def register(self) -> None:
         session = await self.request(
-            "POST", "/api/v1/accounts",
+            "POST",
+            "/api/v1/accounts",
             http.Credentials(address=self.address, password=self.password, device_name="raw"),
         )
         self._session(session)
 
     async def login(self) -> None:
         session = await self.request(
-            "POST", "/api/v1/sessions",
+            "POST",
+            "/api/v1/sessions",
             http.Credentials(address=self.address, password=self.password, device_name="raw"),
         )
         self._session(session)
@@ -148,27 +156,41 @@ class RawClient:
 
     async def setup_keys(self, one_time_keys: int = 5) -> None:
         """Publish the identity key and a signed device certificate with keys."""
-        identity = IdentityKey(user=self.user, identity_key=_public(self.identity),
-                               signature="A" * 86)
+        identity = IdentityKey(
+            user=self.user, identity_key=_public(self.identity), signature="A" * 86
+        )
         identity = msgspec.structs.replace(identity, signature=self.sign(DOMAIN_IDENTITY, identity))
         await self.request("PUT", "/api/v1/keys/identity", identity)
         curve = X25519PrivateKey.generate()
-        device_keys = DeviceKeys(user=self.user, device=self.device, curve25519=_public(curve),
-                                 ed25519=_public(self.device_key), signature="A" * 86)
+        device_keys = DeviceKeys(
+            user=self.user,
+            device=self.device,
+            curve25519=_public(curve),
+            ed25519=_public(self.device_key),
+            signature="A" * 86,
+        )
         device_keys = msgspec.structs.replace(
             device_keys, signature=self.sign(DOMAIN_DEVICE, device_keys)
         )
         await self.request(
-            "POST", "/api/v1/keys/upload",
-            http.UploadKeys(device_keys=device_keys,
-                            one_time_keys=[self.one_time_key(f"k{i}") for i in range(one_time_keys)],
-                            fallback_key=self.one_time_key("fb", fallback=True)),
+            "POST",
+            "/api/v1/keys/upload",
+            http.UploadKeys(
+                device_keys=device_keys,
+                one_time_keys=[self.one_time_key(f"k{i}") for i in range(one_time_keys)],
+                fallback_key=self.one_time_key("fb", fallback=True),
+            ),
         )
 
     def one_time_key(self, key_id: str, *, fallback: bool = False) -> OneTimeKey:
-        key = OneTimeKey(user=self.user, device=self.device, key_id=key_id,
-                         key=_public(X25519PrivateKey.generate()), fallback=fallback,
-                         signature="A" * 86)
+        key = OneTimeKey(
+            user=self.user,
+            device=self.device,
+            key_id=key_id,
+            key=_public(X25519PrivateKey.generate()),
+            fallback=fallback,
+            signature="A" * 86,
+        )
         return msgspec.structs.replace(
             key, signature=self.sign(DOMAIN_ONE_TIME_KEY, key, self.device_key)
         )
@@ -181,8 +203,15 @@ class RawClient:
     # ----------------------------------------------------------- conversations
 
     def event(self, conversation: str, depth: int, prev: str, content: Content) -> StateEvent:
-        event = StateEvent(conversation=ConversationId(conversation), depth=depth, prev=prev,
-                           sender=self.user, ts=0, content=content, signature="A" * 86)
+        event = StateEvent(
+            conversation=ConversationId(conversation),
+            depth=depth,
+            prev=prev,
+            sender=self.user,
+            ts=0,
+            content=content,
+            signature="A" * 86,
+        )
         return msgspec.structs.replace(event, signature=self.sign(DOMAIN_STATE, event))
 
     def chain(self, kind: Kind, members: list[str]) -> list[StateEvent]:
@@ -190,8 +219,14 @@ class RawClient:
         events = [self.event(conversation, 0, "", Create(kind=kind))]
         for member in members:
             last = events[-1]
-            events.append(self.event(conversation, last.depth + 1, last.event_hash(),
-                                     Member(target=UserId(member), membership="join")))
+            events.append(
+                self.event(
+                    conversation,
+                    last.depth + 1,
+                    last.event_hash(),
+                    Member(target=UserId(member), membership="join"),
+                )
+            )
         return events
 
     async def create(self, kind: Kind, members: list[str]) -> ConversationId:
@@ -212,8 +247,9 @@ class RawClient:
         return int(result["seq"])
 
     async def add(self, conversation: str, user: str, role: Role = Role.MEMBER) -> int:
-        return await self.append(conversation,
-                                 Member(target=UserId(user), membership="join", role=role))
+        return await self.append(
+            conversation, Member(target=UserId(user), membership="join", role=role)
+        )
 
     async def remove(self, conversation: str, user: str) -> int:
         return await self.append(conversation, Member(target=UserId(user), membership="leave"))
@@ -224,8 +260,10 @@ class RawClient:
         assert self.http_session is not None
         headers = {"Origin": origin} if origin else {}
         self.ws = await self.http_session.ws_connect(
-            self.base_url.replace("http", "ws", 1) + "/api/v1/ws", headers=headers,
-            max_msg_size=0, autoping=True,
+            self.base_url.replace("http", "ws", 1) + "/api/v1/ws",
+            headers=headers,
+            max_msg_size=0,
+            autoping=True,
         )
         self.closed = asyncio.get_running_loop().create_future()
         self.reader = asyncio.create_task(self._read())
@@ -255,7 +293,8 @@ class RawClient:
             await self.ws.send_str(data)
 
     async def _read(self) -> None:
-        assert self.ws is not None and self.closed is not None
+        assert self.ws is not None
+        assert self.closed is not None
         reason = ""
         try:
             while True:
@@ -266,8 +305,11 @@ class RawClient:
                 elif msg.type is aiohttp.WSMsgType.CLOSE:
                     reason = str(msg.extra or "")
                     break
-                elif msg.type in (aiohttp.WSMsgType.CLOSING, aiohttp.WSMsgType.CLOSED,
-                                  aiohttp.WSMsgType.ERROR):
+                elif msg.type in (
+                    aiohttp.WSMsgType.CLOSING,
+                    aiohttp.WSMsgType.CLOSED,
+                    aiohttp.WSMsgType.ERROR,
+                ):
                     break
         finally:
             if not self.closed.done():
@@ -314,12 +356,20 @@ class RawClient:
         return {f.id: f for f in self.others if isinstance(f, frames.Sent)}
 
     async def send(
-        self, conversation: str, plaintext: bytes, *, msg_id: MessageId | None = None,
-        wait: bool = True, **extra: Any,
+        self,
+        conversation: str,
+        plaintext: bytes,
+        *,
+        msg_id: MessageId | None = None,
+        wait: bool = True,
+        **extra: Any,
     ) -> MessageId:
         msg_id = msg_id or new_message_id()
-        await self.send_frame(frames.Send(conversation=ConversationId(conversation), id=msg_id,
-                                          body=seal(plaintext), **extra))
+        await self.send_frame(
+            frames.Send(
+                conversation=ConversationId(conversation), id=msg_id, body=seal(plaintext), **extra
+            )
+        )
         if wait:
             await self.wait_sent(msg_id)
         return msg_id

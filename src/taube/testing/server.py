@@ -30,9 +30,7 @@ TEST_ENV = {
 
 
 class ServerProcess:
-    def __init__(
-        self, data_dir: Path, env: Mapping[str, str] | None = None, port: int = 0
-    ) -> None:
+    def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, port: int = 0) -> None:
         self.data_dir = data_dir
         self.env = {**TEST_ENV, **(env or {})}
         self.port = port
@@ -50,9 +48,21 @@ class ServerProcess:
         env.update(self.env)
         log = self.log_path.open("ab")
         self.proc = subprocess.Popen(  # noqa: S603 - our own interpreter and module
-            [sys.executable, "-m", "taube", "serve", "--data-dir", str(self.data_dir),
-             "--host", "127.0.0.1", "--port", str(self.port)],
-            stdout=subprocess.PIPE, stderr=log, env=env,
+            [
+                sys.executable,
+                "-m",
+                "taube",
+                "serve",
+                "--data-dir",
+                str(self.data_dir),
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(self.port),
+            ],
+            stdout=subprocess.PIPE,
+            stderr=log,
+            env=env,
         )
         log.close()
         assert self.proc.stdout is not None
@@ -109,7 +119,9 @@ class ServerProcess:
         return self
 
     def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None,
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
         self.stop()

@@ -1,0 +1,391 @@
+"""The client commands of ``taube``: thin over ``taube.client``.
+
+Every command that prints data prints JSON with the global ``--json`` (one
+object per line for streams). Passwords come from ``TAUBE_PASSWORD`` or a
+prompt; the recovery code from ``TAUBE_RECOVERY_CODE`` or a prompt.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import getpass
+import html
+import json
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from taube.client import Client, ClientError, Message, Received
+from taube.client import events as ev
+from taube.proto.ids import ConversationId
+
+Handler = Callable[[Client, argparse.Namespace], Awaitable[int]]
+
+
+def default_profile() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "taube-client"
+
+
+def _secret(variable: str, prompt: str) -> str:
+    value = os.environ.get(variable)
+    if value:
+        return value
+    if not sys.stdin.isatty():
+        raise ClientError(f"set {variable} (no terminal to ask on)")
+    return getpass.getpass(prompt)
+
+
+def _out(args: argparse.Namespace, data: Any, text: str) -> None:
+    if args.json:
+        print(json.dumps(data, ensure_ascii=False), flush=True)
+    else:
+        print(text, flush=True)
+
+
+def _message_json(message: Message, client: Client | None = None) -> dict[str, Any]:
+    """A message for ``--json``: attachments by their saved path, never their keys."""
+    data = dataclasses.asdict(message)
+    data["text"] = message.text
+    data["attachments"] = [
+        {
+            "name": a.get("name"),
+            "mime": a.get("mime"),
+            "size": a.get("size"),
+            "kind": a.get("kind"),
+            "path": str(client.attachment_path(message, i)) if client is not None else None,
+        }
+        for i, a in enumerate(message.content.get("attachments", []))
+    ]
+    data.pop("content")
+    return data
+
+
+def _message_line(message: Message) -> str:
+    marks = []
+    if message.edited:
+        marks.append("(edited)")
+    if message.deleted:
+        marks.append("(deleted)")
+    if message.reactions:
+        marks.append(" ".join(f"{k}{len(v)}" for k, v in message.reactions.items()))
+    reply = f"[reply to {message.reply_to}] " if message.reply_to else ""
+    files = "".join(
+        f" [{a.get('kind', 'file')}: {a.get('name')}]"
+        for a in message.content.get("attachments", [])
+    )
+    return (
+        f"{message.conversation} {message.sender}: {reply}{message.text}{files}"
+        f"{' ' + ' '.join(marks) if marks else ''}"
+    )
+
+
+async def _target(client: Client, to: str) -> ConversationId:
+    """An address starts (or finds) the direct chat; anything else is a conversation id."""
+    if "@" in to:
+        return await client.start_chat(to)
+    return ConversationId(to)
+
+
+# ---------------------------------------------------------------- account
+
+
+async def account_register(client: Client, args: argparse.Namespace) -> int:
+    password = _secret("TAUBE_PASSWORD", "password: ")
+    code = await client.register(args.server, args.address, password, args.device_name)
+    _out(
+        args,
+        {"user": client.user, "device": client.device, "recovery_code": code},
+        f"registered {client.user} (device {client.device})\n"
+        f"recovery code (write it down, it is shown once): {code}",
+    )
+    return 0
+
+
+async def account_login(client: Client, args: argparse.Namespace) -> int:
+    password = _secret("TAUBE_PASSWORD", "password: ")
+    code = _secret("TAUBE_RECOVERY_CODE", "recovery code: ")
+    await client.login(args.server, args.address, password, code, args.device_name)
+    _out(
+        args,
+        {"user": client.user, "device": client.device},
+        f"logged in as {client.user} (device {client.device})",
+    )
+    return 0
+
+
+async def account_devices(client: Client, args: argparse.Namespace) -> int:
+    devices = await client.devices()
+    for device in devices:
+        _out(
+            args,
+            {
+                "device": device.device,
+                "name": device.name,
+                "current": device.current,
+                "created_ms": device.created_ms,
+                "last_seen_ms": device.last_seen_ms,
+            },
+            f"{device.device} {device.name or '-'}{' (this device)' if device.current else ''}",
+        )
+    return 0
+
+
+# ---------------------------------------------------------------- messages
+
+
+async def send(client: Client, args: argparse.Namespace) -> int:
+    conversation = await _target(client, args.to)
+    await client.connect()
+    if args.file:
+        msg_id = await client.send_file(conversation, Path(args.file), caption=args.text)
+    else:
+        msg_id = await client.send_text(conversation, args.text, reply_to=args.reply_to)
+    await client.flush(timeout=args.timeout)
+    _out(args, {"conversation": conversation, "id": msg_id}, msg_id)
+    return 0
+
+
+async def receive(client: Client, args: argparse.Namespace) -> int:
+    await client.sync(timeout=args.timeout + 10)
+    quiet = None if args.follow else args.timeout
+    async for event in client.events(timeout=quiet):
+        _print_event(args, event, client)
+    return 0
+
+
+def _print_event(args: argparse.Namespace, event: ev.Event, client: Client) -> None:
+    if isinstance(event, Received):
+        message = event.message
+        _out(args, {"event": "message", **_message_json(message, client)}, _message_line(message))
+    elif isinstance(event, ev.KeyChanged):
+        _out(
+            args,
+            {
+                "event": "key_changed",
+                "user": event.user,
+                "verified": event.verified,
+                "reason": event.reason,
+            },
+            f"! {event.user}: {event.reason}",
+        )
+    elif isinstance(event, ev.Undecryptable):
+        _out(
+            args,
+            {
+                "event": "undecryptable",
+                "conversation": event.conversation,
+                "id": event.id,
+                "sender": event.sender,
+                "reason": event.reason,
+            },
+            f"! message {event.id} from {event.sender} not shown: {event.reason}",
+        )
+
+
+async def chats(client: Client, args: argparse.Namespace) -> int:
+    for conversation, state in await client.conversations():
+        members = sorted(state.members)
+        _out(
+            args,
+            {
+                "conversation": conversation,
+                "kind": state.kind.value,
+                "members": {u: r.value for u, r in state.members.items()},
+            },
+            f"{conversation} {state.kind.value}: {', '.join(members)}",
+        )
+    return 0
+
+
+async def history(client: Client, args: argparse.Namespace) -> int:
+    for message in client.history(ConversationId(args.conversation), limit=args.limit):
+        _out(args, _message_json(message, client), _message_line(message))
+    return 0
+
+
+async def search(client: Client, args: argparse.Namespace) -> int:
+    for message in client.search(args.text):
+        _out(args, _message_json(message, client), _message_line(message))
+    return 0
+
+
+# ---------------------------------------------------------------- groups
+
+
+async def group_create(client: Client, args: argparse.Namespace) -> int:
+    conversation = await client.create_group(args.members)
+    await client.connect()
+    await client.send(conversation, "title", {"body": args.name})
+    await client.flush()
+    _out(args, {"conversation": conversation, "name": args.name}, conversation)
+    return 0
+
+
+async def group_add(client: Client, args: argparse.Namespace) -> int:
+    await client.add_member(ConversationId(args.conversation), args.address)
+    return 0
+
+
+async def group_remove(client: Client, args: argparse.Namespace) -> int:
+    await client.remove_member(ConversationId(args.conversation), args.address)
+    return 0
+
+
+# ---------------------------------------------------------------- trust, export, chat
+
+
+async def verify(client: Client, args: argparse.Namespace) -> int:
+    number = await client.safety_number(args.address)
+    if args.confirm:
+        await client.verify(args.address)
+    _out(
+        args,
+        {
+            "user": args.address,
+            "safety_number": number.replace(" ", ""),
+            "verified": bool(args.confirm),
+        },
+        f"safety number with {args.address}:\n{number}"
+        + (
+            "\nmarked as verified"
+            if args.confirm
+            else "\ncompare it with theirs, then run again with --confirm"
+        ),
+    )
+    return 0
+
+
+async def export(client: Client, args: argparse.Namespace) -> int:
+    messages = client.history(ConversationId(args.conversation), limit=1_000_000)
+    total = len(messages)
+    if args.format == "json":
+        data = {"conversation": args.conversation, "messages": [_message_json(m) for m in messages]}
+        text = json.dumps(data, ensure_ascii=False, indent=2)
+    else:
+        rows = []
+        for index, message in enumerate(messages, 1):
+            rows.append(
+                f"<p><b>{html.escape(message.sender)}</b> "
+                f"<small>{message.ts}</small><br>{html.escape(message.text)}</p>"
+            )
+            if index % 1000 == 0:
+                print(f"export: {index}/{total}", file=sys.stderr)
+        text = (
+            "<!doctype html><meta charset=utf-8><title>taube export</title>\n"
+            f"<h1>{html.escape(args.conversation)}</h1>\n" + "\n".join(rows) + "\n"
+        )
+    if args.output:
+        await asyncio.to_thread(Path(args.output).write_text, text, "utf-8")
+        print(f"export: {total} messages written to {args.output}", file=sys.stderr)
+    else:
+        print(text)
+    return 0
+
+
+async def chat(client: Client, args: argparse.Namespace) -> int:
+    """A line-mode chat: lines you type are sent, messages that come are printed."""
+    conversation = await _target(client, args.address)
+    await client.connect()
+    for message in client.history(conversation, limit=20):
+        print(_message_line(message))
+    loop = asyncio.get_running_loop()
+    lines: asyncio.Queue[str | None] = asyncio.Queue()
+    loop.add_reader(sys.stdin.fileno(), lambda: lines.put_nowait(sys.stdin.readline() or None))
+
+    async def show() -> None:
+        async for event in client.events():
+            if isinstance(event, Received) and event.message.conversation == conversation:
+                print(_message_line(event.message), flush=True)
+
+    printer = asyncio.create_task(show())
+    try:
+        while (line := await lines.get()) is not None:
+            if line.strip():
+                await client.send_text(conversation, line.rstrip("\n"))
+        await client.flush()
+    finally:
+        loop.remove_reader(sys.stdin.fileno())
+        printer.cancel()
+    return 0
+
+
+# ---------------------------------------------------------------- parser
+
+
+def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    account = sub.add_parser("account", help="register, log in, devices").add_subparsers(
+        dest="action", required=True
+    )
+    for name, fn, helptext in (
+        ("register", account_register, "create an account"),
+        ("login", account_login, "add this device to an account"),
+    ):
+        p = account.add_parser(name, help=helptext)
+        p.add_argument("address")
+        p.add_argument("--server", required=True, help="http://host:port")
+        p.add_argument("--device-name", default="cli")
+        p.set_defaults(handler=fn)
+    account.add_parser("devices", help="list this account's devices").set_defaults(
+        handler=account_devices
+    )
+
+    p = sub.add_parser("send", help="send a message to an address or conversation")
+    p.add_argument("to")
+    p.add_argument("text")
+    p.add_argument("--file")
+    p.add_argument("--reply-to")
+    p.add_argument("--timeout", type=float, default=30.0)
+    p.set_defaults(handler=send)
+
+    p = sub.add_parser("receive", help="print messages as they arrive")
+    p.add_argument("--timeout", type=float, default=5.0, help="stop after S quiet seconds")
+    p.add_argument("--follow", action="store_true", help="keep going")
+    p.set_defaults(handler=receive)
+
+    sub.add_parser("chats", help="list conversations").set_defaults(handler=chats)
+    p = sub.add_parser("history", help="a conversation's messages")
+    p.add_argument("conversation")
+    p.add_argument("--limit", type=int, default=100)
+    p.set_defaults(handler=history)
+    p = sub.add_parser("search", help="search this device's messages")
+    p.add_argument("text")
+    p.set_defaults(handler=search)
+
+    group = sub.add_parser("group", help="create and change groups").add_subparsers(
+        dest="action", required=True
+    )
+    p = group.add_parser("create")
+    p.add_argument("name")
+    p.add_argument("members", nargs="+")
+    p.set_defaults(handler=group_create)
+    for name, fn in (("add", group_add), ("remove", group_remove)):
+        p = group.add_parser(name)
+        p.add_argument("conversation")
+        p.add_argument("address")
+        p.set_defaults(handler=fn)
+
+    p = sub.add_parser("verify", help="show (and confirm) the safety number with someone")
+    p.add_argument("address")
+    p.add_argument("--confirm", action="store_true")
+    p.set_defaults(handler=verify)
+
+    p = sub.add_parser("export", help="export a conversation")
+    p.add_argument("conversation")
+    p.add_argument("--format", choices=("json", "html"), default="json")
+    p.add_argument("--output")
+    p.set_defaults(handler=export)
+
+    p = sub.add_parser("chat", help="an interactive line-mode chat")
+    p.add_argument("address")
+    p.set_defaults(handler=chat)
+
+
+async def run(args: argparse.Namespace) -> int:
+    async with Client(args.profile, passphrase=os.environ.get("TAUBE_PASSPHRASE")) as client:
+        handler: Handler = args.handler
+        return await handler(client, args)

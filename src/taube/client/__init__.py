@@ -1,0 +1,37 @@
+"""The taube SDK: an end-to-end encrypted client for one device of one account."""
+
+from taube.client.client import Client
+from taube.client.errors import (
+    ClientError,
+    NotAMember,
+    NotLoggedIn,
+    SendingBlocked,
+    ServerError,
+    Unavailable,
+)
+from taube.client.events import (
+    Event,
+    KeyChanged,
+    MembershipChanged,
+    Message,
+    MissingMessages,
+    Received,
+    Undecryptable,
+)
+
+__all__ = [
+    "Client",
+    "ClientError",
+    "Event",
+    "KeyChanged",
+    "MembershipChanged",
+    "Message",
+    "MissingMessages",
+    "NotAMember",
+    "NotLoggedIn",
+    "Received",
+    "SendingBlocked",
+    "ServerError",
+    "Unavailable",
+    "Undecryptable",
+]

@@ -1,0 +1,1058 @@
+"""``Client``: one device of one account, with its end-to-end encryption.
+
+    async with Client(Path("~/.local/share/taube-client")) as client:
+        await client.register("http://127.0.0.1:8470", "alice@example.org", password)
+        chat = await client.start_chat("bob@example.org")
+        await client.send_text(chat, "hello")
+        async for event in client.events(timeout=5):
+            ...
+
+Everything the user sends goes to the *outbox* first (in the profile), then
+is encrypted once and sent until the server acknowledges it, so a message
+written while offline (or across a restart) is delivered exactly once when
+the server is back. Everything received is decrypted, checked against its
+envelope, stored, and only then acknowledged to the server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import random
+import time
+from collections.abc import AsyncIterator, Callable
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import msgspec
+
+from taube.client import attachments
+from taube.client import events as ev
+from taube.client.conversations import (
+    ChainError,
+    check_signature,
+    decode_events,
+    encode_events,
+    new_chain,
+    sign,
+    verify_chain,
+)
+from taube.client.errors import (
+    ClientError,
+    NotAMember,
+    NotLoggedIn,
+    SendingBlocked,
+    ServerError,
+    Unavailable,
+)
+from taube.client.keys import Keys
+from taube.client.profile import Profile
+from taube.client.transport import AiohttpTransport, Api
+from taube.crypto import (
+    TYPE_ROOM_KEY,
+    BadPayload,
+    CryptoError,
+    DecryptedMessage,
+    DecryptionFailed,
+    IdentityBackup,
+    IdentityKeyPair,
+    MegolmCiphertext,
+    MessagePayload,
+    OutboundGroup,
+    ReplayedMessage,
+    UnknownSession,
+    VerifiedDevice,
+    accept_room_key,
+    format_safety_number,
+    new_recovery_code,
+    safety_number,
+    share_room_key,
+    unwrap_identity_key,
+    wrap_identity_key,
+)
+from taube.proto import frames, http
+from taube.proto.codec import decode_server_frame, encode
+from taube.proto.errors import ErrorCode
+from taube.proto.ids import (
+    ConversationId,
+    DeviceId,
+    MessageId,
+    UserId,
+    new_conversation_id,
+    new_message_id,
+    parse_address,
+)
+from taube.proto.state import Content, ConversationState, Kind, Member, Role, StateEvent, Timer
+from taube.proto.version import PROTOCOL_VERSION
+
+log = logging.getLogger(__name__)
+
+SEND_TIMEOUT = 10.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+class Client:
+    def __init__(
+        self, profile_dir: Path, *, passphrase: str | None = None, clock: Callable[[], int] = now_ms
+    ) -> None:
+        self.profile_dir = profile_dir.expanduser()
+        self.passphrase = passphrase
+        self.clock = clock
+        self.profile: Profile | None = None
+        self.transport: AiohttpTransport | None = None
+        self.api: Api | None = None
+        self._keys: Keys | None = None
+        self.user = UserId("")
+        self.device = DeviceId("")
+        self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
+        self._socket_task: asyncio.Task[None] | None = None
+        self._outbox_task: asyncio.Task[None] | None = None
+        self._expiry_task: asyncio.Task[None] | None = None
+        self._ws: aiohttp.ClientWebSocketResponse | None = None
+        self._connected = asyncio.Event()
+        self._idle = asyncio.Event()
+        self._outbox_wake = asyncio.Event()
+        self._waiting: dict[str, asyncio.Future[Any]] = {}
+        self._states: dict[ConversationId, tuple[list[StateEvent], ConversationState]] = {}
+        self._closing = False
+        self.queue_empty = asyncio.Event()
+
+    # ================================================================ lifecycle
+
+    async def __aenter__(self) -> Client:
+        self.profile = await asyncio.to_thread(Profile, self.profile_dir, self.passphrase)
+        server = self.profile.get_text("server")
+        if server is not None:
+            self._open_api(server)
+            self.user = UserId(self.profile.get_text("user") or "")
+            self.device = DeviceId(self.profile.get_text("device") or "")
+            assert self.api is not None
+            self.api.token = (self.profile.get_secret("token") or b"").decode()
+            self._keys = Keys.load(self.profile, self.api, self.user, self.device)
+            self._keys.on_change = self._emit_key_changes
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.disconnect()
+        if self.transport is not None:
+            await self.transport.close()
+        if self.profile is not None:
+            self.profile.close()
+
+    def _open_api(self, server: str) -> None:
+        self.transport = AiohttpTransport(server)
+        self.api = Api(self.transport)
+
+    @property
+    def keys(self) -> Keys:
+        if self._keys is None:
+            raise NotLoggedIn("register or log in first")
+        return self._keys
+
+    @property
+    def logged_in(self) -> bool:
+        return self._keys is not None
+
+    def _need(self) -> tuple[Profile, Api, Keys]:
+        if self.profile is None or self.api is None or self._keys is None:
+            raise NotLoggedIn("register or log in first")
+        return self.profile, self.api, self._keys
+
+    # ================================================================ account
+
+    async def register(
+        self, server: str, address: str, password: str, device_name: str = ""
+    ) -> str:
+        """Create the account and this device. Returns the recovery code:
+        show it to the user once; it is the only way back without a device."""
+        user = parse_address(address)
+        identity = IdentityKeyPair.generate()
+        session = await self._new_session(server, "/accounts", user, password, device_name)
+        keys = self._start(server, session, identity)
+        await keys.publish()
+        code = new_recovery_code()
+        backup = await asyncio.to_thread(wrap_identity_key, identity, code, user)
+        assert self.api is not None
+        await self.api.call("PUT", "/keys/backup", http.KeyBackup(sealed=backup.to_bytes()))
+        return str(code)
+
+    async def login(
+        self, server: str, address: str, password: str, recovery_code: str, device_name: str = ""
+    ) -> None:
+        """Add this device to an account, opening the identity key backup with
+        the recovery code."""
+        user = parse_address(address)
+        session = await self._new_session(server, "/sessions", user, password, device_name)
+        assert self.api is not None
+        self.api.token = session.token
+        backup = await self.api.get("/keys/backup", http.KeyBackup)
+        identity = await asyncio.to_thread(
+            unwrap_identity_key,
+            IdentityBackup.from_bytes(backup.sealed),
+            recovery_code,
+            expected_user=user,
+        )
+        keys = self._start(server, session, identity)
+        await keys.publish()
+
+    async def _new_session(
+        self, server: str, path: str, user: UserId, password: str, device_name: str
+    ) -> http.Session:
+        if self.logged_in:
+            raise ClientError("this profile already has an account")
+        self._open_api(server)
+        assert self.api is not None
+        body = http.Credentials(address=user, password=password, device_name=device_name)
+        return await self.api.post(path, body, http.Session)
+
+    def _start(self, server: str, session: http.Session, identity: IdentityKeyPair) -> Keys:
+        assert self.profile is not None
+        assert self.api is not None
+        self.user, self.device = UserId(session.user), DeviceId(session.device)
+        self.api.token = session.token
+        self.profile.put_text("server", server)
+        self.profile.put_text("user", self.user)
+        self.profile.put_text("device", self.device)
+        self.profile.put_secret("token", session.token.encode())
+        self._keys = Keys.create(self.profile, self.api, self.user, self.device, identity)
+        self._keys.on_change = self._emit_key_changes
+        return self._keys
+
+    async def logout(self) -> None:
+        _, api, _ = self._need()
+        await self.disconnect()
+        await api.call("DELETE", "/sessions/current")
+
+    async def devices(self) -> list[http.DeviceInfo]:
+        _, api, _ = self._need()
+        return (await api.get("/devices", http.DeviceList)).devices
+
+    async def remove_device(self, device: str, password: str) -> None:
+        _, api, _ = self._need()
+        await api.call("DELETE", f"/devices/{device}", http.RemoveDevice(password=password))
+
+    # ================================================================ conversations
+
+    async def conversations(self) -> list[tuple[ConversationId, ConversationState]]:
+        profile, _, _ = self._need()
+        ids = [
+            ConversationId(r[0])
+            for r in profile.execute(
+                "SELECT conversation FROM conversations ORDER BY updated_ms DESC"
+            )
+        ]
+        return [(c, (await self.state(c))) for c in ids]
+
+    async def state(self, conversation: ConversationId) -> ConversationState:
+        return (await self._chain(conversation))[1]
+
+    async def _chain(
+        self, conversation: ConversationId, *, refresh: bool = False
+    ) -> tuple[list[StateEvent], ConversationState]:
+        profile, api, keys = self._need()
+        cached = self._states.get(conversation)
+        if cached is not None and not refresh:
+            return cached
+        row = profile.execute(
+            "SELECT events FROM conversations WHERE conversation = ?", conversation
+        ).fetchone()
+        if row is not None and not refresh:
+            events = decode_events(bytes(row[0]))
+        else:
+            try:
+                chain = await api.get(f"/conversations/{conversation}/state", http.StateChain)
+            except ServerError as exc:
+                if exc.code == ErrorCode.NOT_FOUND:
+                    raise NotAMember(f"not a member of {conversation}") from exc
+                raise
+            events = list(chain.events)
+        state = await verify_chain(keys, events)
+        self._remember_chain(conversation, events, state)
+        return events, state
+
+    def _remember_chain(
+        self, conversation: ConversationId, events: list[StateEvent], state: ConversationState
+    ) -> None:
+        assert self.profile is not None
+        self._states[conversation] = (events, state)
+        self.profile.execute(
+            "INSERT INTO conversations (conversation, kind, events, updated_ms)"
+            " VALUES (?, ?, ?, ?) ON CONFLICT (conversation) DO UPDATE SET"
+            " events = excluded.events, updated_ms = excluded.updated_ms",
+            conversation,
+            state.kind.value,
+            encode_events(events),
+            self.clock(),
+        )
+
+    async def start_chat(self, address: str) -> ConversationId:
+        """The direct chat with ``address``: the existing one, or a new one."""
+        other = parse_address(address)
+        for conversation, state in await self.conversations():
+            if state.kind is Kind.DIRECT and set(state.members) == {self.user, other}:
+                return conversation
+        return await self._create(Kind.DIRECT, [other])
+
+    async def create_group(self, members: list[str], admins: list[str] = ()) -> ConversationId:  # type: ignore[assignment]
+        users = [parse_address(m) for m in members if parse_address(m) != self.user]
+        return await self._create(Kind.GROUP, users, frozenset(parse_address(a) for a in admins))
+
+    async def _create(
+        self, kind: Kind, members: list[UserId], admins: frozenset[UserId] = frozenset()
+    ) -> ConversationId:
+        _, api, keys = self._need()
+        await keys.refresh(members)  # pin their identity keys now
+        conversation = new_conversation_id()
+        events = new_chain(keys, conversation, kind, members, self.clock(), admins)
+        await api.post(
+            "/conversations", http.CreateConversation(events=events), http.ConversationInfo
+        )
+        state = await verify_chain(keys, events)
+        self._remember_chain(conversation, events, state)
+        return conversation
+
+    async def _append(self, conversation: ConversationId, content: Content) -> None:
+        _, api, keys = self._need()
+        for _attempt in range(3):
+            _events, state = await self._chain(conversation, refresh=True)
+            event = sign(keys, conversation, state.depth + 1, state.head, content, self.clock())
+            try:
+                await api.post(f"/conversations/{conversation}/state", event, http.Appended)
+            except ServerError as exc:
+                if exc.code == ErrorCode.CONFLICT:
+                    continue  # someone else changed it first: rebuild on the new head
+                raise
+            await self._chain(conversation, refresh=True)
+            return
+        raise ClientError("the conversation keeps changing; try again")
+
+    async def add_member(
+        self, conversation: ConversationId, address: str, role: Role = Role.MEMBER
+    ) -> None:
+        user = parse_address(address)
+        await self.keys.refresh([user])
+        await self._append(conversation, Member(target=user, membership="join", role=role))
+
+    async def remove_member(self, conversation: ConversationId, address: str) -> None:
+        await self._append(conversation, Member(target=parse_address(address), membership="leave"))
+
+    async def set_timer(self, conversation: ConversationId, seconds: int) -> None:
+        """Disappearing messages: deleted everywhere ``seconds`` after sending (0: off)."""
+        await self._append(conversation, Timer(seconds=seconds))
+
+    # ================================================================ sending
+
+    async def send_text(
+        self, conversation: ConversationId, text: str, reply_to: str | None = None
+    ) -> MessageId:
+        content: dict[str, Any] = {"body": text}
+        if reply_to:
+            content["reply_to"] = reply_to
+        return await self.send(conversation, ev.TEXT, content)
+
+    async def react(self, conversation: ConversationId, target: str, key: str) -> MessageId:
+        return await self.send(conversation, ev.REACTION, {"target": target, "key": key})
+
+    async def edit(self, conversation: ConversationId, target: str, text: str) -> MessageId:
+        return await self.send(conversation, ev.EDIT, {"target": target, "body": text})
+
+    async def delete(self, conversation: ConversationId, target: str) -> MessageId:
+        """Delete for everyone."""
+        return await self.send(conversation, ev.DELETE, {"target": target})
+
+    async def send_file(
+        self, conversation: ConversationId, path: Path, caption: str = "", kind: str | None = None
+    ) -> MessageId:
+        """Encrypt and upload ``path``, then send it (``kind``: image, video,
+        audio, voice, pdf or file; guessed from the name if not given)."""
+        _, api, _ = self._need()
+        entry = await attachments.upload(api, path, kind=kind)
+        return await self.send(conversation, ev.TEXT, {"body": caption, "attachments": [entry]})
+
+    def attachment_path(self, message: ev.Message, index: int = 0) -> Path:
+        """Where a received attachment was saved (decrypted) in the profile."""
+        entry = message.content["attachments"][index]
+        return (
+            self.profile_dir
+            / "attachments"
+            / (f"{entry['blob']}-{Path(str(entry.get('name', 'file'))).name}")
+        )
+
+    async def mark_read(self, conversation: ConversationId, ids: list[str]) -> MessageId:
+        return await self.send(conversation, ev.RECEIPT, {"read": ids})
+
+    async def send(
+        self, conversation: ConversationId, type_: str, content: dict[str, Any]
+    ) -> MessageId:
+        """Put a message in the outbox; it is sent as soon as possible."""
+        profile, _, keys = self._need()
+        _, state = await self._chain(conversation)
+        if self.user not in state.members:
+            raise NotAMember(f"not a member of {conversation}")
+        blocked = keys.blocked(list(state.members))
+        if blocked:
+            raise SendingBlocked(blocked)
+        msg_id = new_message_id()
+        payload = MessagePayload(
+            sender=self.user,
+            sender_device=self.device,
+            conversation=conversation,
+            message_id=msg_id,
+            type=type_,
+            content=content,
+        )
+        ts = self.clock()
+        expires = ts + state.timer_seconds * 1000 if state.timer_seconds else None
+        with profile.transaction():
+            profile.execute(
+                "INSERT INTO outbox (id, conversation, payload, created_ms, expire_ms)"
+                " VALUES (?, ?, ?, ?, ?)",
+                msg_id,
+                conversation,
+                msgspec.json.encode(payload),
+                ts,
+                state.timer_seconds * 1000 or None,
+            )
+            self._store(
+                conversation,
+                msg_id,
+                None,
+                self.user,
+                self.device,
+                ts,
+                type_,
+                content,
+                "pending",
+                expires,
+            )
+        self._outbox_wake.set()
+        return msg_id
+
+    async def flush(self, timeout: float = 30.0) -> None:
+        """Wait until the outbox is empty (everything sent and acknowledged);
+        connects first if needed."""
+        profile, _, _ = self._need()
+        await self.connect()
+        async with asyncio.timeout(timeout):
+            while profile.execute("SELECT 1 FROM outbox LIMIT 1").fetchone() is not None:
+                self._outbox_wake.set()
+                await asyncio.sleep(0.02)
+
+    async def _outbox_loop(self) -> None:
+        profile, _, _ = self._need()
+        while not self._closing:
+            await self._outbox_wake.wait()
+            self._outbox_wake.clear()
+            await self._connected.wait()
+            rows = profile.execute(
+                "SELECT id, conversation, payload, expire_ms FROM outbox ORDER BY rowid"
+            ).fetchall()
+            for msg_id, conversation, payload, expire_ms in rows:
+                try:
+                    await self._send_one(
+                        MessageId(msg_id), ConversationId(conversation), bytes(payload), expire_ms
+                    )
+                except (Unavailable, ConnectionError, TimeoutError) as exc:
+                    log.info("send deferred: %s", exc)
+                    await asyncio.sleep(0.5 + random.random())  # noqa: S311 - jitter
+                    self._outbox_wake.set()
+                    break
+                except SendingBlocked as exc:
+                    log.warning("send waits for re-verification: %s", exc)
+                except (ServerError, ClientError, CryptoError) as exc:
+                    log.warning("send failed for good: %s", exc)
+                    self._fail(msg_id)
+                except Exception:
+                    log.exception("send failed unexpectedly; the message stays in the outbox")
+                    await asyncio.sleep(1.0)
+                    self._outbox_wake.set()
+                    break
+
+    def _fail(self, msg_id: str) -> None:
+        """A send the server refused for good: it leaves the outbox, marked failed."""
+        profile, _, _ = self._need()
+        with profile.transaction():
+            profile.execute("DELETE FROM outbox WHERE id = ?", msg_id)
+            profile.execute("DELETE FROM kv WHERE key = ?", f"outbody:{msg_id}")
+            profile.execute("UPDATE messages SET status = 'failed' WHERE id = ?", msg_id)
+
+    async def _send_one(
+        self, msg_id: MessageId, conversation: ConversationId, payload: bytes, expire_ms: int | None
+    ) -> None:
+        profile, _, keys = self._need()
+        body = profile.get_raw(f"outbody:{msg_id}")
+        if body is None:  # encrypt once: a retry sends the same ciphertext
+            group = await self._share_keys(conversation)
+            body = group.encrypt_payload(
+                msgspec.json.decode(payload, type=MessagePayload), now_ms=self.clock()
+            )
+            with profile.transaction():
+                profile.put_raw(f"outbody:{msg_id}", body)
+                keys.save()
+        blobs = [
+            a["blob"]
+            for a in msgspec.json.decode(payload, type=MessagePayload).content.get(
+                "attachments", []
+            )
+        ]
+        sent = await self._request(
+            frames.Send(
+                conversation=conversation, id=msg_id, body=body, expire_ms=expire_ms, blobs=blobs
+            ),
+            msg_id,
+        )
+        assert isinstance(sent, frames.Sent)
+        with profile.transaction():
+            profile.execute("DELETE FROM outbox WHERE id = ?", msg_id)
+            profile.execute("DELETE FROM kv WHERE key = ?", f"outbody:{msg_id}")
+            profile.execute(
+                "UPDATE messages SET status = 'sent', seq = ? WHERE conversation = ? AND id = ?",
+                sent.seq,
+                conversation,
+                msg_id,
+            )
+
+    async def _share_keys(self, conversation: ConversationId) -> OutboundGroup:
+        """The outbound session for ``conversation``, its key shared with every
+        verified device of every member (rotated when someone left)."""
+        _, api, keys = self._need()
+        _, state = await self._chain(conversation)
+        members = sorted(state.members)
+        devices = [
+            d
+            for d in await keys.devices_of(members)
+            if (d.user, d.device) != (self.user, self.device)
+        ]
+        blocked = keys.blocked(members)  # the lookup may just have found a key change
+        if blocked:
+            raise SendingBlocked(blocked)
+        now = self.clock()
+        group = keys.outbound.get(conversation)
+        if group is None or group.needs_rotation(now, members_changed=group.has_departed(devices)):
+            group = OutboundGroup.create(conversation, now)
+            keys.outbound[conversation] = group
+        messages, without = share_room_key(keys.olm, group, devices)
+        if without:
+            claimed = await api.post(
+                "/keys/claim",
+                http.ClaimKeys(
+                    devices=[http.DeviceRef(user=d.user, device=d.device) for d in without]
+                ),
+                http.ClaimResponse,
+            )
+            by_device = {(k.user, k.device): k for k in claimed.keys}
+            for device in without:
+                key = by_device.get((device.user, device.device))
+                if key is None:
+                    continue
+                try:
+                    keys.olm.create_outbound_session(device, key)
+                except CryptoError as exc:
+                    log.warning("no session with a device: %s", exc)
+            more, _ = share_room_key(keys.olm, group, without)
+            messages += more
+        if messages:
+            shared = {(m.user, m.device) for m in messages}
+            ref = new_message_id()
+            await self._request(frames.ToDeviceSend(id=ref, messages=messages), ref)
+            group.mark_shared([d for d in devices if (d.user, d.device) in shared])
+        keys.save()
+        return group
+
+    async def _request(
+        self, frame: frames.Send | frames.ToDeviceSend, ref: str
+    ) -> frames.ServerFrame:
+        """Send a frame and wait for its acknowledgement (or error)."""
+        ws = self._ws
+        if ws is None:
+            raise Unavailable(ErrorCode.UNAVAILABLE, "not connected")
+        future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+        self._waiting[ref] = future
+        try:
+            await ws.send_bytes(encode(frame))
+            async with asyncio.timeout(SEND_TIMEOUT):
+                reply = await future
+        finally:
+            self._waiting.pop(ref, None)
+        if isinstance(reply, frames.Error):
+            kind = (
+                Unavailable
+                if reply.code in (ErrorCode.RATE_LIMITED, ErrorCode.UNAVAILABLE, ErrorCode.INTERNAL)
+                else ServerError
+            )
+            raise kind(reply.code, reply.message)
+        return reply  # type: ignore[no-any-return]
+
+    # ================================================================ receiving
+
+    async def connect(self) -> None:
+        """Start the live connection (reconnects by itself until ``disconnect``)."""
+        self._need()
+        if self._socket_task is None:
+            self._closing = False
+            self._socket_task = asyncio.create_task(self._socket_loop())
+            self._outbox_task = asyncio.create_task(self._outbox_loop())
+            self._expiry_task = asyncio.create_task(self._expiry_loop())
+            self._outbox_wake.set()
+
+    async def disconnect(self) -> None:
+        self._closing = True
+        for task in (self._socket_task, self._outbox_task, self._expiry_task):
+            if task is not None:
+                task.cancel()
+                with contextlib.suppress(BaseException):
+                    await task
+        self._socket_task = self._outbox_task = self._expiry_task = None
+        if self._ws is not None:
+            await self._ws.close()
+            self._ws = None
+        self._connected.clear()
+
+    async def wait_connected(self, timeout: float = 10.0) -> None:
+        async with asyncio.timeout(timeout):
+            await self._connected.wait()
+
+    async def sync(self, timeout: float = 10.0) -> None:
+        """Connect and wait until the backlog is in (``queue.empty``)."""
+        self.queue_empty.clear()
+        await self.connect()
+        async with asyncio.timeout(timeout):
+            await self.queue_empty.wait()
+
+    async def events(self, timeout: float | None = None) -> AsyncIterator[ev.Event]:
+        """Events as they come; stops after ``timeout`` seconds without one."""
+        while True:
+            try:
+                async with asyncio.timeout(timeout):
+                    event = await self._events.get()
+            except TimeoutError:
+                return
+            yield event
+
+    def pending_events(self) -> list[ev.Event]:
+        items = []
+        while not self._events.empty():
+            items.append(self._events.get_nowait())
+        return items
+
+    async def _socket_loop(self) -> None:
+        assert self.transport is not None
+        assert self.api is not None
+        backoff = 0.2
+        url = self.transport.base_url.replace("http", "ws", 1) + "/api/v1/ws"
+        while not self._closing:
+            try:
+                async with self.transport.session.ws_connect(url, max_msg_size=0) as ws:
+                    await ws.send_bytes(
+                        encode(frames.Hello(protocol=PROTOCOL_VERSION, token=self.api.token))
+                    )
+                    async for msg in ws:
+                        if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                            break
+                        frame = decode_server_frame(msg.data)
+                        if isinstance(frame, frames.Welcome):
+                            self._ws = ws
+                            self._connected.set()
+                            backoff = 0.2
+                            continue
+                        await self._on_frame(ws, frame)
+                    if ws.close_code == 4401:
+                        log.warning("the server refused this device's token")
+                        self._closing = True
+            except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+                log.info("connection lost: %s", exc)
+            except Exception:
+                log.exception("sync failed")
+            finally:
+                self._ws = None
+                self._connected.clear()
+                for future in self._waiting.values():
+                    if not future.done():
+                        future.set_exception(Unavailable(ErrorCode.UNAVAILABLE, "disconnected"))
+            if not self._closing:
+                await asyncio.sleep(backoff * (0.5 + random.random()))  # noqa: S311 - jitter
+                backoff = min(backoff * 2, 15.0)
+
+    async def _on_frame(
+        self, ws: aiohttp.ClientWebSocketResponse, frame: frames.ServerFrame
+    ) -> None:
+        if isinstance(frame, frames.Message):
+            await self._on_message(frame)
+            await ws.send_bytes(encode(frames.Ack(conversation=frame.conversation, seq=frame.seq)))
+        elif isinstance(frame, frames.State):
+            await self._on_state(frame)
+            await ws.send_bytes(encode(frames.Ack(conversation=frame.conversation, seq=frame.seq)))
+        elif isinstance(frame, frames.ToDevice):
+            await self._on_to_device(frame)
+            await ws.send_bytes(encode(frames.ToDeviceAck(seq=frame.seq)))
+        elif isinstance(frame, frames.KeysChanged):
+            await self._on_keys_changed(UserId(frame.user))
+            await ws.send_bytes(encode(frames.ToDeviceAck(seq=frame.seq)))
+        elif isinstance(frame, frames.QueueEmpty):
+            self.queue_empty.set()
+        elif isinstance(frame, frames.Sent | frames.ToDeviceSent):
+            future = self._waiting.get(frame.id)
+            if future is not None and not future.done():
+                future.set_result(frame)
+        elif isinstance(frame, frames.Error) and frame.ref is not None:
+            future = self._waiting.get(frame.ref)
+            if future is not None and not future.done():
+                future.set_result(frame)
+
+    async def _on_message(self, frame: frames.Message) -> None:
+        profile, api, keys = self._need()
+        if frame.body is None:  # our own send, echoed without body
+            profile.execute(
+                "UPDATE messages SET seq = ?, status = 'sent' WHERE conversation = ?"
+                " AND id = ? AND seq IS NULL",
+                frame.seq,
+                frame.conversation,
+                frame.id,
+            )
+            return
+        known = profile.execute(
+            "SELECT 1 FROM messages WHERE conversation = ? AND id = ?", frame.conversation, frame.id
+        ).fetchone()
+        if known is not None:
+            return  # delivered again (after a crash): shown once
+        sender = await keys.find_device(UserId(frame.sender), DeviceId(frame.sender_device))
+        self._emit_key_changes()
+        if sender is None:
+            self._warn(frame, "from a device without a valid certificate")
+            return
+        try:
+            decrypted = keys.inbound.decrypt_message(
+                sender, frame.conversation, frame.id, frame.body
+            )
+        except UnknownSession:
+            try:
+                session = MegolmCiphertext.from_body(frame.body).session_id
+            except CryptoError:
+                self._warn(frame, "not a Megolm message")
+                return
+            profile.execute(
+                "INSERT OR IGNORE INTO undecrypted VALUES (?, ?, ?, ?)",
+                frame.conversation,
+                frame.seq,
+                session,
+                encode(frame),
+            )
+            return
+        except ReplayedMessage:
+            return
+        except (DecryptionFailed, BadPayload, CryptoError) as exc:
+            self._warn(frame, str(exc))
+            return
+        payload = decrypted.payload
+        missing = self._newly_missing(sender, frame.conversation, decrypted)
+        expires = await self._expiry(frame)
+        for entry in payload.content.get("attachments", []):
+            try:  # before the ack: the blob goes once every device has acknowledged
+                await attachments.download(api, entry, self.profile_dir / "attachments")
+            except (ServerError, CryptoError, KeyError, TypeError, msgspec.MsgspecError) as exc:
+                self._warn(frame, f"attachment not available: {exc}")
+        with profile.transaction():
+            self._store(
+                frame.conversation,
+                frame.id,
+                frame.seq,
+                UserId(frame.sender),
+                DeviceId(frame.sender_device),
+                frame.ts,
+                payload.type,
+                payload.content,
+                "received",
+                expires,
+            )
+            keys.save()
+        if missing:
+            self._events.put_nowait(
+                ev.MissingMessages(frame.conversation, UserId(frame.sender), missing, frame.id)
+            )
+        self._events.put_nowait(ev.Received(self._message(frame.conversation, frame.id)))
+
+    def _newly_missing(
+        self, sender: VerifiedDevice, conversation: ConversationId, decrypted: DecryptedMessage
+    ) -> int:
+        """How many indexes of this Megolm session the message just decrypted
+        skips past: messages the server withheld. Only indexes above the
+        highest one seen before count, so a gap is told once (and not again
+        if a late message fills it). Messages waiting for their room key are
+        not decrypted from any session yet, so they are no gap."""
+        keys = self.keys
+        info = keys.inbound.get((conversation, sender.curve25519, decrypted.session_id))
+        first = info.first_known_index if info is not None else decrypted.message_index
+        before = keys.inbound.seen.indexes(decrypted.session_id) - {decrypted.message_index}
+        return max(0, decrypted.message_index - max([first - 1, *before]) - 1)
+
+    async def _expiry(self, frame: frames.Message) -> int | None:
+        """When a received message disappears: as the server says, but never
+        later than the conversation's signed timer allows from now (a server
+        that drops ``expires_ms`` must not make a disappearing message stay)."""
+        try:
+            _, state = await self._chain(ConversationId(frame.conversation))
+        except (ClientError, CryptoError):
+            return frame.expires_ms
+        if not state.timer_seconds:
+            return frame.expires_ms
+        latest = self.clock() + state.timer_seconds * 1000
+        return latest if frame.expires_ms is None else min(frame.expires_ms, latest)
+
+    def _warn(self, frame: frames.Message, reason: str) -> None:
+        self._events.put_nowait(
+            ev.Undecryptable(frame.conversation, frame.id, UserId(frame.sender), reason)
+        )
+
+    def _emit_key_changes(self) -> None:
+        keys = self.keys
+        while keys.changes:
+            change = keys.changes.pop(0)
+            self._events.put_nowait(ev.KeyChanged(change.user, change.verified, change.reason))
+
+    async def _on_state(self, frame: frames.State) -> None:
+        _, _, keys = self._need()
+        conversation = ConversationId(frame.conversation)
+        cached = self._states.get(conversation)
+        try:
+            if cached is not None and frame.event.depth == cached[1].depth + 1:
+                await check_signature(keys, frame.event)
+                from taube.proto.state import apply_event
+
+                state = apply_event(cached[1], frame.event)
+                self._remember_chain(conversation, [*cached[0], frame.event], state)
+            elif cached is None or frame.event.depth > cached[1].depth:
+                _, state = await self._chain(conversation, refresh=True)
+            else:
+                return
+        except NotAMember:
+            return  # removed: the server no longer shows us the chain
+        except (ChainError, CryptoError) as exc:
+            log.warning("state refused: %s", exc)
+            return
+        self._events.put_nowait(
+            ev.MembershipChanged(conversation, {u: r.value for u, r in state.members.items()})
+        )
+
+    async def _on_to_device(self, frame: frames.ToDevice) -> None:
+        _, _, keys = self._need()
+        sender = await keys.find_device(UserId(frame.sender), DeviceId(frame.sender_device))
+        if sender is None:
+            return
+        try:
+            payload = keys.olm.decrypt_to_device(sender, frame.body)
+        except CryptoError as exc:
+            log.info("to-device message refused: %s", exc)
+            return
+        if payload.type == TYPE_ROOM_KEY:
+            try:
+                accept_room_key(keys.inbound, sender, payload)
+            except CryptoError as exc:
+                log.info("room key refused: %s", exc)
+        keys.save()
+        await self._retry_undecrypted()
+
+    async def _retry_undecrypted(self) -> None:
+        profile, _, _ = self._need()
+        rows = profile.execute(
+            "SELECT conversation, seq, frame FROM undecrypted ORDER BY conversation, seq"
+        ).fetchall()
+        for conversation, seq, data in rows:
+            frame = decode_server_frame(bytes(data))
+            assert isinstance(frame, frames.Message)
+            profile.execute(
+                "DELETE FROM undecrypted WHERE conversation = ? AND seq = ?", conversation, seq
+            )
+            await self._on_message(frame)
+
+    async def _on_keys_changed(self, user: UserId) -> None:
+        keys = self.keys
+        keys.forget(user)
+        await keys.refresh([user])
+        self._emit_key_changes()
+
+    # ================================================================ history
+
+    def _store(
+        self,
+        conversation: str,
+        msg_id: str,
+        seq: int | None,
+        sender: UserId,
+        device: DeviceId,
+        ts: int,
+        type_: str,
+        content: dict[str, Any],
+        status: str,
+        expires_ms: int | None,
+    ) -> None:
+        assert self.profile is not None
+        inserted = self.profile.execute(
+            "INSERT OR IGNORE INTO messages (conversation, id, seq, sender, sender_device, ts,"
+            " type, content, status, expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            conversation,
+            msg_id,
+            seq,
+            sender,
+            device,
+            ts,
+            type_,
+            msgspec.json.encode(content),
+            status,
+            expires_ms,
+        )
+        text = content.get("body")
+        if inserted.rowcount and isinstance(text, str) and type_ == ev.TEXT:
+            self.profile.execute(
+                "INSERT INTO messages_fts (text, conversation, id) VALUES (?, ?, ?)",
+                text,
+                conversation,
+                msg_id,
+            )
+
+    def _message(self, conversation: str, msg_id: str) -> ev.Message:
+        found = list(self._rows("conversation = ? AND id = ?", conversation, msg_id))
+        return found[0]
+
+    def _rows(self, where: str, *args: Any) -> list[ev.Message]:
+        assert self.profile is not None
+        rows = self.profile.execute(
+            "SELECT conversation, id, seq, sender, sender_device, ts, type, content, status,"
+            f" expires_ms FROM messages WHERE {where}",
+            *args,
+        ).fetchall()
+        return [
+            ev.Message(
+                conversation=ConversationId(r[0]),
+                id=MessageId(r[1]),
+                seq=r[2],
+                sender=UserId(r[3]),
+                sender_device=DeviceId(r[4]),
+                ts=int(r[5]),
+                type=str(r[6]),
+                text=str(content.get("body", "")),
+                reply_to=content.get("reply_to"),
+                status=str(r[8]),
+                expires_ms=r[9],
+                content=content,
+            )
+            for r in rows
+            for content in [msgspec.json.decode(bytes(r[7]))]
+        ]
+
+    def expire(self) -> int:
+        """Delete disappearing messages whose time ran out: the plaintext, its
+        search index entry and every copy in the database's free pages and log."""
+        profile, _, _ = self._need()
+        now = self.clock()
+        gone = profile.execute(
+            "SELECT conversation, id FROM messages WHERE expires_ms <= ?", now
+        ).fetchall()
+        if not gone:
+            return 0
+        with profile.transaction():
+            for conversation, msg_id in gone:
+                profile.execute(
+                    "DELETE FROM messages WHERE conversation = ? AND id = ?", conversation, msg_id
+                )
+                profile.execute(
+                    "DELETE FROM messages_fts WHERE conversation = ? AND id = ?",
+                    conversation,
+                    msg_id,
+                )
+        profile.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+        profile.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return len(gone)
+
+    async def _expiry_loop(self) -> None:
+        while not self._closing:
+            try:
+                self.expire()
+            except Exception:
+                log.exception("expiring messages failed")
+            await asyncio.sleep(0.5)
+
+    def history(self, conversation: ConversationId, limit: int = 100) -> list[ev.Message]:
+        """The conversation as the user sees it: oldest first, annotations applied."""
+        self.expire()
+        rows = self._rows("conversation = ? ORDER BY seq IS NULL, seq, ts", conversation)
+        shown: dict[str, ev.Message] = {}
+        order: list[str] = []
+        for row in rows:
+            if row.type not in ev.ANNOTATIONS:
+                shown[row.id] = row
+                order.append(row.id)
+        for row in rows:
+            target = row.content.get("target")
+            if row.type == ev.RECEIPT:
+                for read in row.content.get("read", []):
+                    if read in shown and row.sender not in shown[read].read_by:
+                        shown[read].read_by.append(row.sender)
+                continue
+            message = shown.get(target) if isinstance(target, str) else None
+            if message is None or (
+                row.type in (ev.EDIT, ev.DELETE) and row.sender != message.sender
+            ):
+                continue  # only the author edits or deletes
+            if row.type == ev.EDIT:
+                shown[message.id] = _replace(
+                    message, text=str(row.content.get("body", "")), edited=True
+                )
+            elif row.type == ev.DELETE:
+                shown[message.id] = _replace(message, text="", deleted=True, content={})
+            elif row.type == ev.REACTION:
+                message.reactions.setdefault(str(row.content.get("key")), []).append(row.sender)
+        return [shown[i] for i in order][-limit:]
+
+    def search(self, text: str, limit: int = 50) -> list[ev.Message]:
+        """Local full-text search over what this device has."""
+        profile, _, _ = self._need()
+        hits = profile.execute(
+            "SELECT conversation, id FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?",
+            _fts_query(text),
+            limit,
+        ).fetchall()
+        return [self._message(c, i) for c, i in hits]
+
+    # ================================================================ verification
+
+    async def safety_number(self, address: str) -> str:
+        """The safety number with ``address`` (compare it in person or by a call)."""
+        keys = self.keys
+        other = parse_address(address)
+        await keys.refresh([other])
+        pinned = keys.pinned(other)
+        if pinned is None:
+            raise ClientError(f"no identity key for {other}")
+        digits = safety_number(self.user, keys.identity.public_key, other, pinned[0])
+        return format_safety_number(digits)
+
+    async def verify(self, address: str) -> None:
+        """Mark ``address``'s current identity key as verified (after comparing)."""
+        keys = self.keys
+        other = parse_address(address)
+        await keys.refresh([other])
+        pinned = keys.pinned(other)
+        if pinned is None:
+            raise ClientError(f"no identity key for {other}")
+        keys.mark_verified(other, pinned[0])
+        self._outbox_wake.set()  # what waited for this (SendingBlocked) goes out now
+
+
+def _replace(message: ev.Message, **changes: Any) -> ev.Message:
+    import dataclasses
+
+    return dataclasses.replace(message, **changes)
+
+
+def _fts_query(text: str) -> str:
+    """Words as quoted FTS5 terms (no operators from user input)."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"' for w in words) or '""'
+
+
+__all__ = ["Client", "VerifiedDevice"]

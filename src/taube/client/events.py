@@ -1,0 +1,86 @@
+"""What the SDK hands to the app: messages as the user sees them, and events."""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any
+
+from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
+
+#: message types inside the encrypted payload
+TEXT = "text"
+REACTION = "reaction"
+EDIT = "edit"
+DELETE = "delete"
+RECEIPT = "receipt"
+#: types that change another message instead of showing one
+ANNOTATIONS = frozenset({REACTION, EDIT, DELETE, RECEIPT})
+
+
+@dataclasses.dataclass(frozen=True)
+class Message:
+    """A message as the user sees it (edits, deletes and reactions applied)."""
+
+    conversation: ConversationId
+    id: MessageId
+    seq: int | None  #: None while it waits in the outbox
+    sender: UserId
+    sender_device: DeviceId
+    ts: int
+    type: str
+    text: str
+    reply_to: MessageId | None = None
+    edited: bool = False
+    deleted: bool = False
+    reactions: dict[str, list[UserId]] = dataclasses.field(default_factory=dict)
+    read_by: list[UserId] = dataclasses.field(default_factory=list)
+    status: str = "received"  #: pending, sent or received
+    expires_ms: int | None = None
+    content: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    """A new message or annotation arrived (decrypted, checked, stored)."""
+
+    message: Message
+
+
+@dataclasses.dataclass(frozen=True)
+class MembershipChanged:
+    conversation: ConversationId
+    members: dict[UserId, str]
+
+
+@dataclasses.dataclass(frozen=True)
+class KeyChanged:
+    """Show in the chat: this user's identity key (or a device) changed."""
+
+    user: UserId
+    verified: bool
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Undecryptable:
+    """A message that could not be decrypted or was refused (shown as a warning)."""
+
+    conversation: ConversationId
+    id: MessageId
+    sender: UserId
+    reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class MissingMessages:
+    """Show in the chat: ``count`` messages of ``sender`` never arrived (the
+    server withheld or lost them). Found by the gap in the Megolm indexes that
+    ``before``, the message after them, revealed; each gap is told once."""
+
+    conversation: ConversationId
+    sender: UserId
+    count: int
+    before: MessageId
+
+
+Event = Received | MembershipChanged | KeyChanged | Undecryptable | MissingMessages

@@ -1,0 +1,146 @@
+"""End-to-end encrypted messaging through the SDK and a real server."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+from taube.client import Client, Received
+from taube.proto.ids import ConversationId
+from taube.testing import ServerProcess
+from taube.testing.canary import canary, scan
+from tests.client.conftest import Sdk
+
+
+async def texts_of(
+    client: Client, conversation: ConversationId, count: int, timeout: float = 15.0
+) -> list[str]:
+    """Wait until ``client`` holds ``count`` text messages; return their texts."""
+    async with asyncio.timeout(timeout):
+        while len(client.history(conversation, limit=count)) < count:
+            await asyncio.sleep(0.05)
+    return [m.text for m in client.history(conversation, limit=count)]
+
+
+async def test_direct_chat_reaches_every_device(shared_server: ServerProcess, sdk: Sdk) -> None:
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    bob2 = await make("bob", device_of=bob)
+    chat = await alice.start_chat(bob.user)
+    await alice.send_text(chat, "hello bob")
+    await alice.flush()
+    assert await texts_of(bob, chat, 1) == ["hello bob"]
+    assert await texts_of(bob2, chat, 1) == ["hello bob"]
+    reply = await bob.send_text(chat, "hi alice", reply_to=alice.history(chat)[0].id)
+    await bob.flush()
+    assert await texts_of(alice, chat, 2) == ["hello bob", "hi alice"]
+    assert await texts_of(bob2, chat, 2) == ["hello bob", "hi alice"]
+    assert alice.history(chat)[1].reply_to == bob.history(chat)[0].id
+    assert alice.history(chat)[1].id == reply
+
+
+async def test_group_with_three_people_and_four_devices(
+    shared_server: ServerProcess, sdk: Sdk
+) -> None:
+    make = sdk(shared_server)
+    alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
+    bob2 = await make("bob", device_of=bob)
+    group = await alice.create_group([bob.user, carol.user])
+    for client, text in ((alice, "from alice"), (bob, "from bob"), (carol, "from carol")):
+        await client.send_text(group, text)
+        await client.flush()
+        await asyncio.sleep(0.05)
+    expected = ["from alice", "from bob", "from carol"]
+    for client in (alice, bob, bob2, carol):
+        assert sorted(await texts_of(client, group, 3)) == sorted(expected)
+    # every device sees one order: the server's
+    orders = [[m.id for m in c.history(group)] for c in (alice, bob, bob2, carol)]
+    assert all(order == orders[0] for order in orders)
+
+
+async def test_reactions_edits_deletes_and_receipts(shared_server: ServerProcess, sdk: Sdk) -> None:
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    first = await alice.send_text(chat, "typo")
+    second = await alice.send_text(chat, "to be deleted")
+    await alice.flush()
+    await texts_of(bob, chat, 2)
+    await bob.react(chat, first, "👍")
+    await alice.edit(chat, first, "fixed")
+    await alice.delete(chat, second)
+    await bob.mark_read(chat, [first])
+    await alice.flush()
+    await bob.flush()
+    async with asyncio.timeout(10):
+        while True:
+            seen = {c: c.history(chat) for c in (alice, bob)}
+            if all(
+                h[0].text == "fixed" and h[1].deleted and h[0].reactions and h[0].read_by
+                for h in seen.values()
+            ):
+                break
+            await asyncio.sleep(0.05)
+    for messages in seen.values():
+        assert messages[0].edited
+        assert messages[0].reactions == {"👍": [bob.user]}
+        assert messages[0].read_by == [bob.user]
+        assert messages[1].text == ""
+
+
+async def test_no_plaintext_at_rest(tmp_path: Path, sdk: Sdk) -> None:
+    """200 messages with canaries: not in the server's database (incl. WAL),
+    blob directory or log."""
+    with ServerProcess(tmp_path / "server") as server:
+        make = sdk(server)
+        alice, bob = await make("alice"), await make("bob")
+        carol = await make("carol", connect=False)  # offline: ciphertext stays on the server
+        group = await alice.create_group([bob.user, carol.user])
+        canaries = [canary(f"msg{i}") for i in range(200)]
+        for text in canaries:
+            await alice.send_text(group, f"secret {text}")
+        await alice.flush(timeout=60)
+        await texts_of(bob, group, 200, timeout=60)
+        assert f"secret {canaries[-1]}" in [m.text for m in bob.history(group, limit=200)]
+        needles = [c.encode() for c in canaries]
+        assert scan([server.data_dir, server.log_path], needles) == []
+    assert scan([server.data_dir, server.log_path], needles) == []
+
+
+async def test_outbox_survives_a_server_outage(tmp_path: Path, sdk: Sdk) -> None:
+    with ServerProcess(tmp_path / "server") as server:
+        make = sdk(server)
+        alice, bob = await make("alice"), await make("bob")
+        chat = await alice.start_chat(bob.user)
+        await alice.send_text(chat, "before")
+        await alice.flush()
+        server.kill()
+        for i in range(5):
+            await alice.send_text(chat, f"while down {i}")
+        assert [m.status for m in alice.history(chat)][-5:] == ["pending"] * 5
+        server.restart()
+        await alice.flush(timeout=30)
+        texts = await texts_of(bob, chat, 6, timeout=30)
+        assert texts == ["before"] + [f"while down {i}" for i in range(5)]
+        events = [e for e in bob.pending_events() if isinstance(e, Received)]
+        ids = [e.message.id for e in events]
+        assert len(ids) == len(set(ids))  # nothing shown twice
+
+
+async def test_attachments_are_encrypted_end_to_end(tmp_path: Path, sdk: Sdk) -> None:
+    with ServerProcess(tmp_path / "server") as server:
+        make = sdk(server)
+        alice, bob = await make("alice"), await make("bob")
+        chat = await alice.start_chat(bob.user)
+        photo = tmp_path / "photo.png"
+        secret = canary("attachment")
+        photo.write_bytes(b"\x89PNG\r\n\x1a\n" + secret.encode() * 5000)
+        await alice.send_file(chat, photo, caption="look")
+        await alice.flush()
+        await texts_of(bob, chat, 1)
+        [message] = bob.history(chat)
+        [entry] = message.content["attachments"]
+        assert (entry["kind"], entry["mime"], entry["name"]) == ("image", "image/png", "photo.png")
+        assert bob.attachment_path(message).read_bytes() == photo.read_bytes()
+        assert message.text == "look"
+        assert scan([server.data_dir, server.log_path], [secret.encode()]) == []
