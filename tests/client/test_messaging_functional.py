@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from taube.client import Client, Received
+from taube.client import Client, Received, Typing
 from taube.proto.ids import ConversationId
 from taube.testing import ServerProcess
 from taube.testing.canary import canary, scan
@@ -144,3 +144,61 @@ async def test_attachments_are_encrypted_end_to_end(tmp_path: Path, sdk: Sdk) ->
         assert bob.attachment_path(message).read_bytes() == photo.read_bytes()
         assert message.text == "look"
         assert scan([server.data_dir, server.log_path], [secret.encode()]) == []
+
+
+async def test_a_device_added_later_gets_new_messages_only(
+    shared_server: ServerProcess, sdk: Sdk
+) -> None:
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    await alice.send_text(chat, "before bob's new device")
+    await alice.flush()
+    await texts_of(bob, chat, 1)
+    bob3 = await make("bob", device_of=bob)
+    await alice.send_text(chat, "after")
+    await alice.flush()
+    assert await texts_of(bob3, chat, 1) == ["after"]
+    assert await texts_of(bob, chat, 2) == ["before bob's new device", "after"]
+
+
+async def test_profiles_are_shared_encrypted(tmp_path: Path, sdk: Sdk) -> None:
+    with ServerProcess(tmp_path / "server") as server:
+        make = sdk(server)
+        alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
+        chat = await alice.start_chat(bob.user)
+        avatar = tmp_path / "me.png"
+        avatar.write_bytes(b"\x89PNG avatar " + canary("avatar").encode())
+        name = canary("Alice Liddell")
+        await alice.set_profile(name, avatar)
+        await alice.flush()
+        async with asyncio.timeout(10):
+            while bob.contact(alice.user) is None:
+                await asyncio.sleep(0.05)
+        seen = bob.contact(alice.user)
+        assert seen is not None
+        assert seen.name == name
+        assert seen.avatar is not None
+        assert Path(seen.avatar).read_bytes() == avatar.read_bytes()
+        assert bob.history(chat) == []  # a profile is not a message
+        # a conversation made later gets the profile too
+        await alice.start_chat(carol.user)
+        await alice.flush()
+        async with asyncio.timeout(10):
+            while carol.contact(alice.user) is None:
+                await asyncio.sleep(0.05)
+        assert scan([server.data_dir, server.log_path], [name.encode()]) == []
+
+
+async def test_typing_indicator(shared_server: ServerProcess, sdk: Sdk) -> None:
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    await alice.flush()
+    await alice.typing(chat)
+    async for event in bob.events(timeout=5):
+        if isinstance(event, Typing):
+            assert (event.conversation, event.user, event.active) == (chat, alice.user, True)
+            break
+    else:
+        raise AssertionError("no typing event")

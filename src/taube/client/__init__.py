@@ -15,7 +15,9 @@ from taube.client.events import (
     MembershipChanged,
     Message,
     MissingMessages,
+    Profile,
     Received,
+    Typing,
     Undecryptable,
 )
 
@@ -29,9 +31,11 @@ __all__ = [
     "MissingMessages",
     "NotAMember",
     "NotLoggedIn",
+    "Profile",
     "Received",
     "SendingBlocked",
     "ServerError",
+    "Typing",
     "Unavailable",
     "Undecryptable",
 ]

@@ -314,6 +314,7 @@ class Client:
         )
         state = await verify_chain(keys, events)
         self._remember_chain(conversation, events, state)
+        await self._send_profile(conversation)
         return conversation
 
     async def _append(self, conversation: ConversationId, content: Content) -> None:
@@ -382,6 +383,60 @@ class Client:
             / "attachments"
             / (f"{entry['blob']}-{Path(str(entry.get('name', 'file'))).name}")
         )
+
+    async def set_profile(self, name: str, avatar: Path | None = None) -> None:
+        """Set the display name (and avatar) and share them, encrypted, in
+        every conversation; conversations made later get them when made."""
+        profile, api, _ = self._need()
+        content: dict[str, Any] = {"name": name}
+        if avatar is not None:
+            content["avatar"] = await attachments.upload(api, avatar, kind="image")
+        profile.put_raw("own_profile", msgspec.json.encode(content))
+        for conversation, _state in await self.conversations():
+            await self._send_profile(conversation)
+
+    async def _send_profile(self, conversation: ConversationId) -> None:
+        assert self.profile is not None
+        own = self.profile.get_raw("own_profile")
+        if own is not None:
+            content = msgspec.json.decode(own)
+            if "avatar" in content:
+                content["attachments"] = [content["avatar"]]
+            await self.send(conversation, ev.PROFILE, content)
+
+    def contact(self, user: str) -> ev.Profile | None:
+        """A contact's display name and avatar, as they last shared them."""
+        profile, _, _ = self._need()
+        row = profile.execute(
+            "SELECT name, avatar FROM profiles WHERE user_id = ?", parse_address(user)
+        ).fetchone()
+        return None if row is None else ev.Profile(parse_address(user), str(row[0]), row[1])
+
+    def _remember_profile(self, sender: UserId, ts: int, content: dict[str, Any]) -> None:
+        assert self.profile is not None
+        avatar = None
+        if isinstance(content.get("avatar"), dict):
+            entry = content["avatar"]
+            avatar = str(
+                self.profile_dir
+                / "attachments"
+                / (f"{entry['blob']}-{Path(str(entry.get('name', 'file'))).name}")
+            )
+        self.profile.execute(
+            "INSERT INTO profiles (user_id, name, avatar, ts) VALUES (?, ?, ?, ?)"
+            " ON CONFLICT (user_id) DO UPDATE SET name = excluded.name,"
+            " avatar = excluded.avatar, ts = excluded.ts WHERE excluded.ts > profiles.ts",
+            sender,
+            str(content.get("name", ""))[:100],
+            avatar,
+            ts,
+        )
+
+    async def typing(self, conversation: ConversationId, active: bool = True) -> None:
+        """Tell the conversation's members this user is (or stopped) typing."""
+        ws = self._ws
+        if ws is not None:
+            await ws.send_bytes(encode(frames.Typing(conversation=conversation, active=active)))
 
     async def mark_read(self, conversation: ConversationId, ids: list[str]) -> MessageId:
         return await self.send(conversation, ev.RECEIPT, {"read": ids})
@@ -693,6 +748,8 @@ class Client:
         elif isinstance(frame, frames.KeysChanged):
             await self._on_keys_changed(UserId(frame.user))
             await ws.send_bytes(encode(frames.ToDeviceAck(seq=frame.seq)))
+        elif isinstance(frame, frames.TypingEvent):
+            self._events.put_nowait(ev.Typing(frame.conversation, UserId(frame.user), frame.active))
         elif isinstance(frame, frames.QueueEmpty):
             self.queue_empty.set()
         elif isinstance(frame, frames.Sent | frames.ToDeviceSent):
@@ -769,6 +826,8 @@ class Client:
                 "received",
                 expires,
             )
+            if payload.type == ev.PROFILE:
+                self._remember_profile(UserId(frame.sender), frame.ts, payload.content)
             keys.save()
         if missing:
             self._events.put_nowait(

@@ -13,8 +13,9 @@ REACTION = "reaction"
 EDIT = "edit"
 DELETE = "delete"
 RECEIPT = "receipt"
-#: types that change another message instead of showing one
-ANNOTATIONS = frozenset({REACTION, EDIT, DELETE, RECEIPT})
+PROFILE = "profile"
+#: types that change another message (or a contact) instead of showing one
+ANNOTATIONS = frozenset({REACTION, EDIT, DELETE, RECEIPT, PROFILE})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -40,6 +41,15 @@ class Message:
 
 
 @dataclasses.dataclass(frozen=True)
+class Profile:
+    """What a contact calls themselves (shared end-to-end encrypted)."""
+
+    user: UserId
+    name: str
+    avatar: str | None = None  #: path of the decrypted avatar file in the profile
+
+
+@dataclasses.dataclass(frozen=True)
 class Received:
     """A new message or annotation arrived (decrypted, checked, stored)."""
 
@@ -59,6 +69,15 @@ class KeyChanged:
     user: UserId
     verified: bool
     reason: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Typing:
+    """A member started or stopped typing (metadata the server relays, never stores)."""
+
+    conversation: ConversationId
+    user: UserId
+    active: bool
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,4 +102,4 @@ class MissingMessages:
     before: MessageId
 
 
-Event = Received | MembershipChanged | KeyChanged | Undecryptable | MissingMessages
+Event = Received | MembershipChanged | KeyChanged | Undecryptable | MissingMessages | Typing

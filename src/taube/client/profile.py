@@ -76,6 +76,12 @@ CREATE TABLE IF NOT EXISTS outbox (
     created_ms INTEGER NOT NULL,
     expire_ms INTEGER
 );
+CREATE TABLE IF NOT EXISTS profiles (
+    user_id TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    avatar TEXT,
+    ts INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS identities (
     user_id TEXT PRIMARY KEY,
     identity_key TEXT NOT NULL,
