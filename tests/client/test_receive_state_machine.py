@@ -81,6 +81,7 @@ class Receiving(RuleBasedStateMachine):
                 )
             )
         self.delivered: set[int] = set()
+        self.shown: set[str] = set()
         self.client = self.open_client(first=True)
 
     def open_client(self, *, first: bool = False) -> Client:
@@ -131,7 +132,6 @@ class Receiving(RuleBasedStateMachine):
         assert [m.text for m in history] == [f"m{seq}" for seq in sorted(self.delivered)]
         shown = [e.message.id for e in self.client.pending_events() if isinstance(e, Received)]
         assert len(shown) == len(set(shown))
-        self.shown = getattr(self, "shown", set())
         assert not (self.shown & set(shown)), "a message was shown twice"
         self.shown |= set(shown)
 
