@@ -80,3 +80,45 @@ def test_register_send_receive_round_trip(tmp_path: Path) -> None:
         assert (attachment["kind"], attachment["name"]) == ("pdf", "report.pdf")
         assert Path(attachment["path"]).read_bytes() == document.read_bytes()
         assert "key" not in attachment
+
+
+def test_link_a_new_device(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "server") as server:
+        old, new = tmp_path / "old", tmp_path / "new"
+        taube(old, "account", "register", "carol@example.org", "--server", server.url)
+        env = {**os.environ, "TAUBE_PASSWORD": PASSWORD}
+        showing = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taube",
+                "--profile",
+                str(old),
+                "--json",
+                "account",
+                "link",
+                "--yes",
+                "--timeout",
+                "30",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            assert showing.stdout is not None
+            code = json.loads(showing.stdout.readline())["code"]
+            [linked] = taube(
+                new, "account", "link-accept", code, "carol@example.org", "--server", server.url
+            )
+            assert showing.wait(30) == 0
+            assert json.loads(showing.stdout.readline())["event"] == "linked"
+        finally:
+            if showing.poll() is None:
+                showing.kill()
+                showing.wait()
+            if showing.stdout is not None:
+                showing.stdout.close()
+        assert linked["user"] == "carol@example.org"
+        devices = taube(new, "account", "devices")
+        assert len(devices) == 2

@@ -118,6 +118,41 @@ async def account_login(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def account_link(client: Client, args: argparse.Namespace) -> int:
+    """On an existing device: show a code, wait for the new device, confirm."""
+    code = client.link_start()
+    _out(
+        args,
+        {"event": "link_code", "code": code},
+        f"on the new device run:  taube account link-accept {code} {client.user} --server ...",
+    )
+    await client.connect()
+    request = await client.link_wait(timeout=args.timeout)
+    question = f"link device {request.device} ({request.name or 'no name'})? [y/N] "
+    if not args.yes:
+        answer = await asyncio.to_thread(input, question) if sys.stdin.isatty() else "n"
+        if answer.strip().lower() not in ("y", "yes"):
+            _out(args, {"event": "link_refused", "device": request.device}, "not linked")
+            return 1
+    await client.link_confirm(request)
+    _out(args, {"event": "linked", "device": request.device}, f"linked {request.device}")
+    return 0
+
+
+async def account_link_accept(client: Client, args: argparse.Namespace) -> int:
+    """On the new device: log in and receive the identity key from the existing device."""
+    password = _secret("TAUBE_PASSWORD", "password: ")
+    await client.link(
+        args.server, args.address, password, args.code, args.device_name, timeout=args.timeout
+    )
+    _out(
+        args,
+        {"user": client.user, "device": client.device},
+        f"linked: this is {client.user} (device {client.device})",
+    )
+    return 0
+
+
 async def account_devices(client: Client, args: argparse.Namespace) -> int:
     devices = await client.devices()
     for device in devices:
@@ -333,6 +368,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     account.add_parser("devices", help="list this account's devices").set_defaults(
         handler=account_devices
     )
+    p = account.add_parser("link", help="show a code to link a new device, then confirm it")
+    p.add_argument("--yes", action="store_true", help="confirm without asking")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(handler=account_link)
+    p = account.add_parser("link-accept", help="link this new device with a code")
+    p.add_argument("code")
+    p.add_argument("address")
+    p.add_argument("--server", required=True, help="http://host:port")
+    p.add_argument("--device-name", default="cli")
+    p.add_argument("--timeout", type=float, default=600.0)
+    p.set_defaults(handler=account_link_accept)
 
     p = sub.add_parser("send", help="send a message to an address or conversation")
     p.add_argument("to")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hmac
 import logging
 import random
 import time
@@ -28,7 +29,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from taube.client import attachments
+from taube.client import attachments, linking
 from taube.client import events as ev
 from taube.client.conversations import (
     ChainError,
@@ -56,10 +57,12 @@ from taube.crypto import (
     CryptoError,
     DecryptedMessage,
     DecryptionFailed,
+    DeviceAccount,
     IdentityBackup,
     IdentityKeyPair,
     MegolmCiphertext,
     MessagePayload,
+    OlmMachine,
     OutboundGroup,
     ReplayedMessage,
     UnknownSession,
@@ -70,6 +73,8 @@ from taube.crypto import (
     safety_number,
     share_room_key,
     unwrap_identity_key,
+    verify_device,
+    verify_identity_key,
     wrap_identity_key,
 )
 from taube.proto import frames, http
@@ -84,6 +89,7 @@ from taube.proto.ids import (
     new_message_id,
     parse_address,
 )
+from taube.proto.signing import b64decode, b64encode
 from taube.proto.state import Content, ConversationState, Kind, Member, Role, StateEvent, Timer
 from taube.proto.version import PROTOCOL_VERSION
 
@@ -121,6 +127,8 @@ class Client:
         self._states: dict[ConversationId, tuple[list[StateEvent], ConversationState]] = {}
         self._closing = False
         self.queue_empty = asyncio.Event()
+        self._pending_link: linking.PendingLink | None = None
+        self._link_requests: asyncio.Queue[linking.LinkRequest] = asyncio.Queue()
 
     # ================================================================ lifecycle
 
@@ -210,7 +218,13 @@ class Client:
         body = http.Credentials(address=user, password=password, device_name=device_name)
         return await self.api.post(path, body, http.Session)
 
-    def _start(self, server: str, session: http.Session, identity: IdentityKeyPair) -> Keys:
+    def _start(
+        self,
+        server: str,
+        session: http.Session,
+        identity: IdentityKeyPair,
+        olm: OlmMachine | None = None,
+    ) -> Keys:
         assert self.profile is not None
         assert self.api is not None
         self.user, self.device = UserId(session.user), DeviceId(session.device)
@@ -219,9 +233,167 @@ class Client:
         self.profile.put_text("user", self.user)
         self.profile.put_text("device", self.device)
         self.profile.put_secret("token", session.token.encode())
-        self._keys = Keys.create(self.profile, self.api, self.user, self.device, identity)
+        self._keys = Keys.create(self.profile, self.api, self.user, self.device, identity, olm)
         self._keys.on_change = self._emit_key_changes
         return self._keys
+
+    # ---------------------------------------------------------------- linking
+
+    def link_start(self) -> str:
+        """On an existing device: a code to type (or scan) on the new device."""
+        keys = self.keys
+        code, secret = linking.make_code(keys.identity.public_key)
+        self._pending_link = linking.PendingLink(secret, time.monotonic() + linking.LINK_TTL_S)
+        return code
+
+    async def link_wait(self, timeout: float = linking.LINK_TTL_S) -> linking.LinkRequest:
+        """On the existing device: the next device asking to link with the code
+        (the live connection must be running: ``connect()``)."""
+        async with asyncio.timeout(timeout):
+            return await self._link_requests.get()
+
+    async def link_confirm(self, request: linking.LinkRequest) -> None:
+        """The user confirmed ``request``: send the identity key over Olm."""
+        keys = self.keys
+        pending = self._pending_link
+        if pending is None or pending.used:
+            raise linking.LinkError("no link code is pending")
+        content = {
+            "identity": b64encode(keys.identity.private_bytes()),
+            "secret": pending.secret.hex(),
+        }
+        body = keys.olm.encrypt_to_device(request.peer, linking.TYPE_GRANT, content)
+        ref = new_message_id()
+        await self._request(
+            frames.ToDeviceSend(
+                id=ref,
+                messages=[frames.ToDeviceMessage(user=self.user, device=request.device, body=body)],
+            ),
+            ref,
+        )
+        pending.used = True
+        self._pending_link = None
+        keys.save()
+
+    def _link_request(self, frame: frames.ToDevice) -> None:
+        """A to-device message from an uncertified device of ours: a link request?"""
+        keys = self.keys
+        pending = self._pending_link
+        envelope = linking.decode_envelope(frame.body)
+        if pending is None or envelope is None or UserId(frame.sender) != self.user:
+            return
+        peer = linking.provisional_device(
+            self.user, envelope, DeviceId(frame.sender_device), keys.identity.public_key
+        )
+        try:
+            payload = keys.olm.decrypt_to_device(peer, envelope.olm.to_body())
+            if payload.type != linking.TYPE_REQUEST:
+                raise linking.LinkError("not a link request")
+            pending.check(str(payload.content.get("secret", "")))
+        except (CryptoError, linking.LinkError, ValueError) as exc:
+            log.warning("link request refused: %s", exc)
+            return
+        keys.save()
+        name = str(payload.content.get("name", ""))[:100]
+        self._link_requests.put_nowait(linking.LinkRequest(peer.device, name, peer))
+
+    async def link(
+        self,
+        server: str,
+        address: str,
+        password: str,
+        code: str,
+        device_name: str = "",
+        timeout: float = 300.0,
+    ) -> None:
+        """On the new device: log in, then get the identity key from the
+        existing device showing ``code`` (it must confirm)."""
+        secret, expected = linking.parse_code(code)
+        user = parse_address(address)
+        session = await self._new_session(server, "/sessions", user, password, device_name)
+        assert self.api is not None
+        assert self.transport is not None
+        api = self.api
+        api.token = session.token
+        device = DeviceId(session.device)
+        olm = OlmMachine(DeviceAccount.create(), user, device)
+        found = await api.post("/keys/query", http.QueryKeys(users=[user]), http.KeysResponse)
+        entry = next((u for u in found.users if u.user == user), None)
+        if entry is None or entry.identity is None:
+            raise linking.LinkError("the account has no identity key")
+        identity_key = verify_identity_key(entry.identity)
+        if not hmac.compare_digest(linking.fingerprint(identity_key), expected):
+            raise linking.LinkError("the code does not match this account's identity key")
+        peers = []
+        for keys_of in entry.devices:
+            with contextlib.suppress(CryptoError):
+                peers.append(verify_device(identity_key, keys_of))
+        claimed = await api.post(
+            "/keys/claim",
+            http.ClaimKeys(devices=[http.DeviceRef(user=p.user, device=p.device) for p in peers]),
+            http.ClaimResponse,
+        )
+        by_device = {k.device: k for k in claimed.keys}
+        messages = []
+        for peer in peers:
+            key = by_device.get(peer.device)
+            if key is None:
+                continue
+            olm.create_outbound_session(peer, key)
+            messages.append(
+                frames.ToDeviceMessage(
+                    user=user,
+                    device=peer.device,
+                    body=(linking.request_body(olm, peer, secret, device_name)),
+                )
+            )
+        if not messages:
+            raise linking.LinkError("no device of this account can be reached")
+        identity = await self._await_grant(olm, peers, messages, secret, timeout)
+        if identity.public_key != identity_key:
+            raise linking.LinkError("the granted identity key is not the account's")
+        keys = self._start(server, session, identity, olm)
+        await keys.publish()
+
+    async def _await_grant(
+        self,
+        olm: OlmMachine,
+        peers: list[VerifiedDevice],
+        messages: list[frames.ToDeviceMessage],
+        secret: bytes,
+        timeout: float,
+    ) -> IdentityKeyPair:
+        assert self.transport is not None
+        assert self.api is not None
+        url = self.transport.base_url.replace("http", "ws", 1) + "/api/v1/ws"
+        by_device = {p.device: p for p in peers}
+        async with asyncio.timeout(timeout), self.transport.session.ws_connect(url) as ws:
+            await ws.send_bytes(
+                encode(frames.Hello(protocol=PROTOCOL_VERSION, token=self.api.token))
+            )
+            await ws.send_bytes(encode(frames.ToDeviceSend(id=new_message_id(), messages=messages)))
+            async for msg in ws:
+                if msg.type not in (aiohttp.WSMsgType.TEXT, aiohttp.WSMsgType.BINARY):
+                    break
+                frame = decode_server_frame(msg.data)
+                if not isinstance(frame, frames.ToDevice):
+                    continue
+                await ws.send_bytes(encode(frames.ToDeviceAck(seq=frame.seq)))
+                peer = by_device.get(DeviceId(frame.sender_device))
+                if peer is None or UserId(frame.sender) != peer.user:
+                    continue
+                try:
+                    payload = olm.decrypt_to_device(peer, frame.body)
+                except CryptoError:
+                    continue
+                granted = str(payload.content.get("secret", ""))
+                if payload.type == linking.TYPE_GRANT and hmac.compare_digest(
+                    granted, secret.hex()
+                ):
+                    return IdentityKeyPair.from_private_bytes(
+                        b64decode(str(payload.content["identity"]))
+                    )
+        raise linking.LinkError("the existing device did not answer")
 
     async def logout(self) -> None:
         _, api, _ = self._need()
@@ -899,6 +1071,9 @@ class Client:
 
     async def _on_to_device(self, frame: frames.ToDevice) -> None:
         _, _, keys = self._need()
+        if self._pending_link is not None and linking.decode_envelope(frame.body) is not None:
+            self._link_request(frame)
+            return
         sender = await keys.find_device(UserId(frame.sender), DeviceId(frame.sender_device))
         if sender is None:
             return

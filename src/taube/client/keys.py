@@ -75,9 +75,16 @@ class Keys:
 
     @classmethod
     def create(
-        cls, profile: Profile, api: Api, user: UserId, device: DeviceId, identity: IdentityKeyPair
+        cls,
+        profile: Profile,
+        api: Api,
+        user: UserId,
+        device: DeviceId,
+        identity: IdentityKeyPair,
+        olm: OlmMachine | None = None,
     ) -> Keys:
-        olm = OlmMachine(DeviceAccount.create(), user, device)
+        """New keys for this device (``olm``: an account already in use, as when linking)."""
+        olm = olm or OlmMachine(DeviceAccount.create(), user, device)
         keys = cls(profile, api, user, device, identity, olm, InboundGroupStore())
         keys.save()
         return keys
