@@ -67,3 +67,31 @@ async def test_a_wrong_secret_is_not_offered_for_confirmation(
         with pytest.raises((LinkError, TimeoutError)):
             await attempt
     assert other_code
+
+
+async def test_a_linked_device_can_be_given_the_history(
+    tmp_path: Path, shared_server: ServerProcess, sdk: Sdk
+) -> None:
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    for text in ("one", "two", "three"):
+        await alice.send_text(chat, text)
+    await alice.flush()
+    await texts_of(bob, chat, 3)
+    await bob.react(chat, bob.history(chat)[0].id, "❤️")
+    await bob.flush()
+    code = bob.link_start()
+    async with Client(tmp_path / "bob-new") as new:
+        linking = asyncio.create_task(new.link(shared_server.url, bob.user, PASSWORD, code))
+        await bob.link_confirm(await bob.link_wait(timeout=10), share_history=True)
+        await asyncio.wait_for(linking, 10)
+        history = new.history(chat)
+        assert [m.text for m in history] == ["one", "two", "three"]
+        assert history[0].reactions == {"❤️": [bob.user]}
+        assert new.search("two")[0].text == "two"
+        # and the chain it imported verifies: it can send into the chat
+        await new.sync()
+        await new.send_text(chat, "from the new device")
+        await new.flush()
+        assert (await texts_of(alice, chat, 4))[-1] == "from the new device"

@@ -134,7 +134,7 @@ async def account_link(client: Client, args: argparse.Namespace) -> int:
         if answer.strip().lower() not in ("y", "yes"):
             _out(args, {"event": "link_refused", "device": request.device}, "not linked")
             return 1
-    await client.link_confirm(request)
+    await client.link_confirm(request, share_history=args.share_history)
     _out(args, {"event": "linked", "device": request.device}, f"linked {request.device}")
     return 0
 
@@ -370,6 +370,11 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     )
     p = account.add_parser("link", help="show a code to link a new device, then confirm it")
     p.add_argument("--yes", action="store_true", help="confirm without asking")
+    p.add_argument(
+        "--share-history",
+        action="store_true",
+        help="also give the new device this device's message history",
+    )
     p.add_argument("--timeout", type=float, default=600.0)
     p.set_defaults(handler=account_link)
     p = account.add_parser("link-accept", help="link this new device with a code")

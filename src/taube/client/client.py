@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import logging
 import random
+import tempfile
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -128,6 +129,7 @@ class Client:
         self._closing = False
         self.queue_empty = asyncio.Event()
         self._pending_link: linking.PendingLink | None = None
+        self._granted_history: Any = None
         self._link_requests: asyncio.Queue[linking.LinkRequest] = asyncio.Queue()
 
     # ================================================================ lifecycle
@@ -252,16 +254,19 @@ class Client:
         async with asyncio.timeout(timeout):
             return await self._link_requests.get()
 
-    async def link_confirm(self, request: linking.LinkRequest) -> None:
-        """The user confirmed ``request``: send the identity key over Olm."""
-        keys = self.keys
+    async def link_confirm(self, request: linking.LinkRequest, share_history: bool = False) -> None:
+        """The user confirmed ``request``: send the identity key over Olm (and,
+        if asked, this device's history as an encrypted attachment)."""
+        profile, api, keys = self._need()
         pending = self._pending_link
         if pending is None or pending.used:
             raise linking.LinkError("no link code is pending")
-        content = {
+        content: dict[str, Any] = {
             "identity": b64encode(keys.identity.private_bytes()),
             "secret": pending.secret.hex(),
         }
+        if share_history:
+            content["history"] = await self._export_history(profile, api)
         body = keys.olm.encrypt_to_device(request.peer, linking.TYPE_GRANT, content)
         ref = new_message_id()
         await self._request(
@@ -274,6 +279,65 @@ class Client:
         pending.used = True
         self._pending_link = None
         keys.save()
+
+    async def _export_history(self, profile: Profile, api: Api) -> dict[str, Any]:
+        """This device's conversations, messages and contacts, encrypted and
+        uploaded like an attachment (the server keeps no old ciphertext)."""
+        dump = {
+            "conversations": [
+                [c, k, bytes(e).decode(), u]
+                for c, k, e, u in profile.execute(
+                    "SELECT conversation, kind, events, updated_ms FROM conversations"
+                )
+            ],
+            "messages": [
+                [*row[:7], bytes(row[7]).decode(), *row[8:]]
+                for row in profile.execute(
+                    "SELECT conversation, id, seq, sender, sender_device, ts, type, content,"
+                    " status, expires_ms FROM messages WHERE status != 'pending'"
+                )
+            ],
+            "profiles": [
+                list(r) for r in profile.execute("SELECT user_id, name, avatar, ts FROM profiles")
+            ],
+        }
+        with tempfile.TemporaryDirectory() as directory:
+            path = Path(directory) / "history.json"
+            await asyncio.to_thread(path.write_bytes, msgspec.json.encode(dump))
+            return await attachments.upload(api, path, kind="file", name="history.json")
+
+    async def _import_history(self, entry: dict[str, Any]) -> None:
+        profile, api, _ = self._need()
+        with tempfile.TemporaryDirectory() as directory:
+            path = await attachments.download(api, entry, Path(directory))
+            dump = msgspec.json.decode(await asyncio.to_thread(path.read_bytes))
+        with profile.transaction():
+            for conversation, kind, events, updated in dump.get("conversations", []):
+                profile.execute(
+                    "INSERT OR IGNORE INTO conversations VALUES (?, ?, ?, ?)",
+                    conversation,
+                    kind,
+                    events.encode(),
+                    updated,
+                )
+            for row in dump.get("messages", []):
+                content = msgspec.json.decode(row[7].encode())
+                self._store(
+                    row[0],
+                    row[1],
+                    row[2],
+                    UserId(row[3]),
+                    DeviceId(row[4]),
+                    row[5],
+                    row[6],
+                    content,
+                    row[8],
+                    row[9],
+                )
+            for user, name, avatar, ts in dump.get("profiles", []):
+                profile.execute(
+                    "INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?)", user, name, avatar, ts
+                )
 
     def _link_request(self, frame: frames.ToDevice) -> None:
         """A to-device message from an uncertified device of ours: a link request?"""
@@ -354,6 +418,10 @@ class Client:
             raise linking.LinkError("the granted identity key is not the account's")
         keys = self._start(server, session, identity, olm)
         await keys.publish()
+        history = self._granted_history
+        self._granted_history = None
+        if isinstance(history, dict):
+            await self._import_history(history)
 
     async def _await_grant(
         self,
@@ -390,6 +458,7 @@ class Client:
                 if payload.type == linking.TYPE_GRANT and hmac.compare_digest(
                     granted, secret.hex()
                 ):
+                    self._granted_history = payload.content.get("history")
                     return IdentityKeyPair.from_private_bytes(
                         b64decode(str(payload.content["identity"]))
                     )
