@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
+from PIL import Image, PngImagePlugin
+
 from taube.client import Client, Received, Typing
 from taube.proto.ids import ConversationId
 from taube.testing import ServerProcess
@@ -127,6 +129,12 @@ async def test_outbox_survives_a_server_outage(tmp_path: Path, sdk: Sdk) -> None
         assert len(ids) == len(set(ids))  # nothing shown twice
 
 
+def _text_chunk(text: str) -> PngImagePlugin.PngInfo:
+    info = PngImagePlugin.PngInfo()
+    info.add_text("comment", text)
+    return info
+
+
 async def test_attachments_are_encrypted_end_to_end(tmp_path: Path, sdk: Sdk) -> None:
     with ServerProcess(tmp_path / "server") as server:
         make = sdk(server)
@@ -134,7 +142,8 @@ async def test_attachments_are_encrypted_end_to_end(tmp_path: Path, sdk: Sdk) ->
         chat = await alice.start_chat(bob.user)
         photo = tmp_path / "photo.png"
         secret = canary("attachment")
-        photo.write_bytes(b"\x89PNG\r\n\x1a\n" + secret.encode() * 5000)
+        image = Image.new("RGB", (1200, 800), (200, 120, 40))
+        image.save(photo, "PNG", pnginfo=_text_chunk(secret))
         await alice.send_file(chat, photo, caption="look")
         await alice.flush()
         await texts_of(bob, chat, 1)
@@ -143,6 +152,12 @@ async def test_attachments_are_encrypted_end_to_end(tmp_path: Path, sdk: Sdk) ->
         assert (entry["kind"], entry["mime"], entry["name"]) == ("image", "image/png", "photo.png")
         assert bob.attachment_path(message).read_bytes() == photo.read_bytes()
         assert message.text == "look"
+        assert (entry["width"], entry["height"]) == (1200, 800)
+        thumbnail = entry["thumbnail"]
+        assert thumbnail["kind"] == "thumbnail"
+        small = bob.profile_dir / "attachments" / f"{thumbnail['blob']}-thumbnail.jpg"
+        with Image.open(small) as seen:
+            assert max(seen.size) == 320
         assert scan([server.data_dir, server.log_path], [secret.encode()]) == []
 
 

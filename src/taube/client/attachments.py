@@ -11,6 +11,7 @@ the server deletes a blob once every device has acknowledged it.
 from __future__ import annotations
 
 import asyncio
+import io
 import mimetypes
 import tempfile
 from pathlib import Path
@@ -23,7 +24,7 @@ from taube.crypto import AttachmentKey, decrypt_to_path, encrypt_file
 from taube.proto import http
 
 #: what the app can do with an attachment (shown inline or offered for download)
-KINDS = ("file", "image", "video", "audio", "voice", "pdf")
+KINDS = ("file", "image", "video", "audio", "voice", "pdf", "thumbnail")
 
 
 def kind_of(path: Path, mime: str) -> str:
@@ -35,11 +36,58 @@ def kind_of(path: Path, mime: str) -> str:
     return "file"
 
 
+THUMBNAIL_SIZE = 320  #: the longer side of an image thumbnail, in pixels
+
+
+def thumbnail(path: Path) -> tuple[bytes, int, int] | None:
+    """A JPEG thumbnail and the image's size, made on the device; ``None``
+    when Pillow (the ``media`` extra) is missing or the file is no image."""
+    try:
+        from PIL import Image, ImageOps, UnidentifiedImageError
+    except ImportError:
+        return None
+    try:
+        with Image.open(path) as image:
+            width, height = image.size
+            small = ImageOps.exif_transpose(image).convert("RGB")
+            small.thumbnail((THUMBNAIL_SIZE, THUMBNAIL_SIZE))
+            out = io.BytesIO()
+            small.save(out, "JPEG", quality=80)
+    except (UnidentifiedImageError, OSError, ValueError):
+        return None
+    return out.getvalue(), width, height
+
+
+def entries_of(attachments: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Every encrypted blob a message's attachments name: files and thumbnails."""
+    found = []
+    for entry in attachments:
+        found.append(entry)
+        if isinstance(entry.get("thumbnail"), dict):
+            found.append(entry["thumbnail"])
+    return found
+
+
 async def upload(
     api: Api, path: Path, *, kind: str | None = None, name: str | None = None
 ) -> dict[str, Any]:
-    """Encrypt and upload ``path``; returns the attachment entry for a message."""
+    """Encrypt and upload ``path`` (and an image's thumbnail); returns the
+    attachment entry for a message."""
     mime = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
+    kind = kind or kind_of(path, mime)
+    extra: dict[str, Any] = {}
+    if kind == "image":
+        made = await asyncio.to_thread(thumbnail, path)
+        if made is not None:
+            data, width, height = made
+            with tempfile.TemporaryDirectory() as directory:
+                small = Path(directory) / "thumbnail.jpg"
+                await asyncio.to_thread(small.write_bytes, data)
+                extra = {
+                    "width": width,
+                    "height": height,
+                    "thumbnail": await upload(api, small, kind="thumbnail"),
+                }
     with tempfile.TemporaryFile() as sealed:
         with path.open("rb") as source:
             key = await asyncio.to_thread(encrypt_file, source, sealed)
@@ -53,8 +101,9 @@ async def upload(
         "mime": mime,
         "size": (await asyncio.to_thread(path.stat)).st_size,
         "encrypted_size": size,
-        "kind": kind or kind_of(path, mime),
+        "kind": kind,
         "key": msgspec.to_builtins(key),
+        **extra,
     }
 
 

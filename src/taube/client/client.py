@@ -792,8 +792,8 @@ class Client:
                 keys.save()
         blobs = [
             a["blob"]
-            for a in msgspec.json.decode(payload, type=MessagePayload).content.get(
-                "attachments", []
+            for a in attachments.entries_of(
+                msgspec.json.decode(payload, type=MessagePayload).content.get("attachments", [])
             )
         ]
         sent = await self._request(
@@ -1049,7 +1049,7 @@ class Client:
         payload = decrypted.payload
         missing = self._newly_missing(sender, frame.conversation, decrypted)
         expires = await self._expiry(frame)
-        for entry in payload.content.get("attachments", []):
+        for entry in attachments.entries_of(payload.content.get("attachments", [])):
             try:  # before the ack: the blob goes once every device has acknowledged
                 await attachments.download(api, entry, self.profile_dir / "attachments")
             except (ServerError, CryptoError, KeyError, TypeError, msgspec.MsgspecError) as exc:
