@@ -122,3 +122,43 @@ def test_link_a_new_device(tmp_path: Path) -> None:
         assert linked["user"] == "carol@example.org"
         devices = taube(new, "account", "devices")
         assert len(devices) == 2
+
+
+def test_emoji_verification(tmp_path: Path) -> None:
+    with ServerProcess(tmp_path / "server") as server:
+        alice, bob = tmp_path / "alice", tmp_path / "bob"
+        taube(alice, "account", "register", "alice@example.org", "--server", server.url)
+        taube(bob, "account", "register", "bob@example.org", "--server", server.url)
+        taube(alice, "send", "bob@example.org", "hi")
+        env = {**os.environ, "TAUBE_PASSWORD": PASSWORD}
+        answering = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "taube",
+                "--profile",
+                str(bob),
+                "--json",
+                "verify",
+                "alice@example.org",
+                "--accept",
+                "--yes",
+                "--timeout",
+                "30",
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+            env=env,
+        )
+        try:
+            started = taube(alice, "verify", "bob@example.org", "--emoji", "--yes")
+            out, _ = answering.communicate(timeout=30)
+        finally:
+            if answering.poll() is None:
+                answering.kill()
+                answering.wait()
+        answered = [json.loads(line) for line in out.splitlines() if line.strip()]
+        assert started[0]["emoji"] == answered[0]["emoji"]
+        assert started[-1]["event"] == answered[-1]["event"] == "verified"
+        [safety] = taube(alice, "verify", "bob@example.org")
+        assert safety["safety_number"]

@@ -274,7 +274,55 @@ async def group_remove(client: Client, args: argparse.Namespace) -> int:
 # ---------------------------------------------------------------- trust, export, chat
 
 
+async def _emoji(client: Client, args: argparse.Namespace) -> int:
+    """The emoji (SAS) flow: start it (``--emoji``) or answer one (``--accept``)."""
+    await client.connect()
+    if args.accept:
+        request = await _next(client, ev.VerificationRequest, args.timeout)
+        await client.verify_accept(request.transaction)
+    else:
+        await client.verify_start(args.address)
+    shown = await _next(client, ev.VerificationEmoji, args.timeout)
+    emoji = "  ".join(f"{e} {name}" for e, name in shown.emoji)
+    _out(
+        args,
+        {
+            "event": "emoji",
+            "user": shown.user,
+            "emoji": [e for e, _ in shown.emoji],
+            "decimals": list(shown.decimals),
+        },
+        f"compare with {shown.user}:\n{emoji}\n{' '.join(map(str, shown.decimals))}",
+    )
+    if not args.yes:
+        answer = await asyncio.to_thread(input, "same on both devices? [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            await client.verify_cancel(shown.transaction, "the emoji did not match")
+            return 1
+    await client.verify_confirm(shown.transaction)
+    done = await _next(client, ev.VerificationDone, args.timeout)
+    _out(
+        args,
+        {
+            "event": "verified" if done.verified else "not_verified",
+            "user": done.user,
+            "reason": done.reason,
+        },
+        f"{done.user} verified" if done.verified else f"not verified: {done.reason}",
+    )
+    return 0 if done.verified else 1
+
+
+async def _next(client: Client, kind: type[ev.E], timeout: float) -> ev.E:
+    async for event in client.events(timeout=timeout):
+        if isinstance(event, kind):
+            return event
+    raise ClientError(f"nothing came within {timeout:.0f} s")
+
+
 async def verify(client: Client, args: argparse.Namespace) -> int:
+    if args.emoji or args.accept:
+        return await _emoji(client, args)
     number = await client.safety_number(args.address)
     if args.confirm:
         await client.verify(args.address)
@@ -423,6 +471,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("verify", help="show (and confirm) the safety number with someone")
     p.add_argument("address")
     p.add_argument("--confirm", action="store_true")
+    p.add_argument("--emoji", action="store_true", help="verify by emoji with their device")
+    p.add_argument("--accept", action="store_true", help="answer their emoji verification")
+    p.add_argument("--yes", action="store_true", help="confirm the emoji without asking")
+    p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(handler=verify)
 
     p = sub.add_parser("export", help="export a conversation")

@@ -19,6 +19,9 @@ from taube.client.events import (
     Received,
     Typing,
     Undecryptable,
+    VerificationDone,
+    VerificationEmoji,
+    VerificationRequest,
 )
 
 __all__ = [
@@ -38,4 +41,7 @@ __all__ = [
     "Typing",
     "Unavailable",
     "Undecryptable",
+    "VerificationDone",
+    "VerificationEmoji",
+    "VerificationRequest",
 ]

@@ -23,14 +23,14 @@ import logging
 import random
 import tempfile
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import msgspec
 
-from taube.client import attachments, linking
+from taube.client import attachments, linking, sas
 from taube.client import events as ev
 from taube.client.conversations import (
     ChainError,
@@ -66,6 +66,7 @@ from taube.crypto import (
     OlmMachine,
     OutboundGroup,
     ReplayedMessage,
+    SasVerification,
     UnknownSession,
     VerifiedDevice,
     accept_room_key,
@@ -130,6 +131,8 @@ class Client:
         self.queue_empty = asyncio.Event()
         self._pending_link: linking.PendingLink | None = None
         self._granted_history: Any = None
+        self._sas: dict[str, sas.Flow] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._link_requests: asyncio.Queue[linking.LinkRequest] = asyncio.Queue()
 
     # ================================================================ lifecycle
@@ -863,7 +866,12 @@ class Client:
     async def _request(
         self, frame: frames.Send | frames.ToDeviceSend, ref: str
     ) -> frames.ServerFrame:
-        """Send a frame and wait for its acknowledgement (or error)."""
+        """Send a frame and wait for its acknowledgement (or error); waits a
+        while for the connection if it is being made."""
+        if self._ws is None and self._socket_task is not None:
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(SEND_TIMEOUT):
+                    await self._connected.wait()
         ws = self._ws
         if ws is None:
             raise Unavailable(ErrorCode.UNAVAILABLE, "not connected")
@@ -1151,6 +1159,10 @@ class Client:
         except CryptoError as exc:
             log.info("to-device message refused: %s", exc)
             return
+        if payload.type in sas.TYPES:
+            await self._on_sas(sender, payload.type, dict(payload.content))
+            keys.save()
+            return
         if payload.type == TYPE_ROOM_KEY:
             try:
                 accept_room_key(keys.inbound, sender, payload)
@@ -1334,6 +1346,169 @@ class Client:
         digits = safety_number(self.user, keys.identity.public_key, other, pinned[0])
         return format_safety_number(digits)
 
+    # ---------------------------------------------------------------- emoji (SAS)
+
+    async def verify_start(self, address: str) -> str:
+        """Ask ``address``'s devices to verify by emoji; returns the transaction.
+        Events follow: ``VerificationEmoji``, then ``VerificationDone``."""
+        keys = self.keys
+        other = parse_address(address)
+        await keys.refresh([other])
+        devices = [
+            d
+            for d in await keys.devices_of([other])
+            if (d.user, d.device) != (self.user, self.device)
+        ]
+        if not devices:
+            raise ClientError(f"{other} has no device to verify with")
+        txn = sas.new_transaction()
+        flow = sas.Flow(txn, None, devices, SasVerification(self.user, self.device, txn), True)
+        self._sas[txn] = flow
+        for device in devices:
+            await self._send_to(
+                device, sas.START, {"txn": txn, "commitment": flow.sas.commitment()}
+            )
+        return txn
+
+    async def verify_accept(self, transaction: str) -> None:
+        """Answer a ``VerificationRequest``: send this device's SAS key."""
+        flow = self._flow(transaction)
+        assert flow.peer is not None
+        await self._send_to(flow.peer, sas.KEY, {"txn": transaction, "key": flow.sas.public_key})
+
+    async def verify_confirm(self, transaction: str) -> None:
+        """The user saw the same emoji on both devices."""
+        flow = self._flow(transaction)
+        if flow.established is None or flow.peer is None:
+            raise ClientError("nothing to confirm yet")
+        flow.confirmed = True
+        tag = flow.established.mac("identity", self.keys.identity.public_key)
+        await self._send_to(flow.peer, sas.MAC, {"txn": transaction, "mac": tag})
+        self._sas_finish(flow)
+
+    async def verify_cancel(self, transaction: str, reason: str = "cancelled") -> None:
+        flow = self._flow(transaction)
+        flow.done = True
+        for device in [flow.peer] if flow.peer is not None else flow.peers:
+            await self._send_to(device, sas.CANCEL, {"txn": transaction, "reason": reason})
+        self._events.put_nowait(ev.VerificationDone(transaction, flow.peers[0].user, False, reason))
+
+    def _flow(self, transaction: str) -> sas.Flow:
+        flow = self._sas.get(transaction)
+        if flow is None or flow.done:
+            raise ClientError("no such verification")
+        return flow
+
+    async def _send_to(self, device: VerifiedDevice, type_: str, content: dict[str, Any]) -> None:
+        """One Olm-encrypted to-device message (making the Olm session if needed)."""
+        _, api, keys = self._need()
+        if not keys.olm.has_session(device):
+            claimed = await api.post(
+                "/keys/claim",
+                http.ClaimKeys(devices=[http.DeviceRef(user=device.user, device=device.device)]),
+                http.ClaimResponse,
+            )
+            if not claimed.keys:
+                raise ClientError(f"device {device.device} has no keys left")
+            keys.olm.create_outbound_session(device, claimed.keys[0])
+        body = keys.olm.encrypt_to_device(device, type_, content)
+        ref = new_message_id()
+        await self._request(
+            frames.ToDeviceSend(
+                id=ref,
+                messages=[
+                    frames.ToDeviceMessage(user=device.user, device=device.device, body=body)
+                ],
+            ),
+            ref,
+        )
+        keys.save()
+
+    async def _on_sas(self, sender: VerifiedDevice, type_: str, content: dict[str, Any]) -> None:
+        txn = str(content.get("txn", ""))
+        flow = self._sas.get(txn)
+        if type_ == sas.START and flow is None:
+            try:
+                verification = SasVerification(self.user, self.device, txn)
+            except ValueError:
+                return
+            self._sas[txn] = sas.Flow(
+                txn,
+                sender,
+                [sender],
+                verification,
+                False,
+                commitment=str(content.get("commitment", "")),
+            )
+            self._events.put_nowait(ev.VerificationRequest(txn, sender.user, sender.device))
+            return
+        if (
+            flow is None
+            or flow.done
+            or all((p.user, p.device) != (sender.user, sender.device) for p in flow.peers)
+        ):
+            return
+        try:
+            if type_ == sas.KEY and flow.established is None:
+                key = str(content.get("key", ""))
+                if flow.initiator:
+                    flow.peer = sender  # the first device that answers
+                    flow.established = flow.sas.establish(sender.user, sender.device, key)
+                    # not awaited here: the reply's acknowledgement comes through
+                    # this very frame loop
+                    self._spawn(
+                        self._send_to(sender, sas.KEY, {"txn": txn, "key": flow.sas.public_key})
+                    )
+                else:
+                    flow.sas.check_commitment(key, flow.commitment)
+                    flow.established = flow.sas.establish(sender.user, sender.device, key)
+                self._events.put_nowait(
+                    ev.VerificationEmoji(
+                        txn, sender.user, flow.established.emoji(), flow.established.decimals()
+                    )
+                )
+            elif type_ == sas.MAC and flow.peer == sender:
+                flow.their_mac = str(content.get("mac", ""))
+                self._sas_finish(flow)
+            elif type_ == sas.CANCEL:
+                flow.done = True
+                self._events.put_nowait(
+                    ev.VerificationDone(
+                        txn, sender.user, False, str(content.get("reason", "cancelled"))[:200]
+                    )
+                )
+        except (CryptoError, ValueError) as exc:
+            flow.done = True
+            self._events.put_nowait(ev.VerificationDone(txn, sender.user, False, str(exc)))
+
+    def _spawn(self, coroutine: Coroutine[Any, Any, None]) -> None:
+        """Run a send started from inside the frame loop (which must not wait on it)."""
+        task = asyncio.get_running_loop().create_task(coroutine)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(_log_failure)
+
+    def _sas_finish(self, flow: sas.Flow) -> None:
+        """Both confirmed and the peer's MAC is in: check it against the pinned key."""
+        if not (flow.confirmed and flow.their_mac) or flow.established is None or flow.done:
+            return
+        assert flow.peer is not None
+        flow.done = True
+        keys = self.keys
+        pinned = keys.pinned(flow.peer.user)
+        try:
+            if pinned is None:
+                raise ClientError("no identity key pinned")
+            flow.established.verify_mac("identity", pinned[0], flow.their_mac)
+        except (CryptoError, ClientError) as exc:
+            self._events.put_nowait(
+                ev.VerificationDone(flow.transaction, flow.peer.user, False, str(exc))
+            )
+            return
+        keys.mark_verified(flow.peer.user, pinned[0])
+        self._outbox_wake.set()
+        self._events.put_nowait(ev.VerificationDone(flow.transaction, flow.peer.user, True))
+
     async def verify(self, address: str) -> None:
         """Mark ``address``'s current identity key as verified (after comparing)."""
         keys = self.keys
@@ -1344,6 +1519,11 @@ class Client:
             raise ClientError(f"no identity key for {other}")
         keys.mark_verified(other, pinned[0])
         self._outbox_wake.set()  # what waited for this (SendingBlocked) goes out now
+
+
+def _log_failure(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.warning("background send failed: %s", task.exception())
 
 
 def _replace(message: ev.Message, **changes: Any) -> ev.Message:

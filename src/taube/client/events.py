@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
-from typing import Any
+from typing import Any, TypeVar
 
 from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
 
@@ -81,6 +81,33 @@ class Typing:
 
 
 @dataclasses.dataclass(frozen=True)
+class VerificationRequest:
+    """Another device asks to verify by emoji: ``verify_accept(transaction)``."""
+
+    transaction: str
+    user: UserId
+    device: DeviceId
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationEmoji:
+    """Show these; if the other person sees the same, ``verify_confirm(transaction)``."""
+
+    transaction: str
+    user: UserId
+    emoji: list[tuple[str, str]]
+    decimals: tuple[int, int, int]
+
+
+@dataclasses.dataclass(frozen=True)
+class VerificationDone:
+    transaction: str
+    user: UserId
+    verified: bool
+    reason: str = ""
+
+
+@dataclasses.dataclass(frozen=True)
 class Undecryptable:
     """A message that could not be decrypted or was refused (shown as a warning)."""
 
@@ -102,4 +129,17 @@ class MissingMessages:
     before: MessageId
 
 
-Event = Received | MembershipChanged | KeyChanged | Undecryptable | MissingMessages | Typing
+Event = (
+    Received
+    | MembershipChanged
+    | KeyChanged
+    | Undecryptable
+    | MissingMessages
+    | Typing
+    | VerificationRequest
+    | VerificationEmoji
+    | VerificationDone
+)
+
+#: any event type, for helpers that wait for one kind
+E = TypeVar("E", bound=Event)
