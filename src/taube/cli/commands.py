@@ -229,10 +229,12 @@ async def chats(client: Client, args: argparse.Namespace) -> int:
             args,
             {
                 "conversation": conversation,
+                "title": client.title(conversation),
                 "kind": state.kind.value,
                 "members": {u: r.value for u, r in state.members.items()},
             },
-            f"{conversation} {state.kind.value}: {', '.join(members)}",
+            f"{conversation} {client.title(conversation) or state.kind.value}:"
+            f" {', '.join(members)}",
         )
     return 0
 
@@ -255,7 +257,7 @@ async def search(client: Client, args: argparse.Namespace) -> int:
 async def group_create(client: Client, args: argparse.Namespace) -> int:
     conversation = await client.create_group(args.members)
     await client.connect()
-    await client.send(conversation, "title", {"body": args.name})
+    await client.rename(conversation, args.name)
     await client.flush()
     _out(args, {"conversation": conversation, "name": args.name}, conversation)
     return 0

@@ -30,7 +30,7 @@ from typing import Any
 import aiohttp
 import msgspec
 
-from taube.client import attachments, linking, sas
+from taube.client import attachments, linking, sas, statekey
 from taube.client import events as ev
 from taube.client.conversations import (
     ChainError,
@@ -92,7 +92,17 @@ from taube.proto.ids import (
     parse_address,
 )
 from taube.proto.signing import b64decode, b64encode
-from taube.proto.state import Content, ConversationState, Kind, Member, Role, StateEvent, Timer
+from taube.proto.state import (
+    Avatar,
+    Content,
+    ConversationState,
+    Kind,
+    Member,
+    Role,
+    StateEvent,
+    Timer,
+    Title,
+)
 from taube.proto.version import PROTOCOL_VERSION
 
 log = logging.getLogger(__name__)
@@ -342,6 +352,14 @@ class Client:
                     "INSERT OR IGNORE INTO profiles VALUES (?, ?, ?, ?)", user, name, avatar, ts
                 )
 
+    def _remember_state_key(self, conversation: str, content: dict[str, Any]) -> None:
+        try:
+            key_id, key = str(content["id"]), bytes.fromhex(str(content["key"]))
+        except (KeyError, ValueError):
+            return
+        if len(key) == 32 and len(key_id) == 2 * statekey.KEY_ID_BYTES:
+            self._add_state_key(conversation, key_id, key)
+
     def _link_request(self, frame: frames.ToDevice) -> None:
         """A to-device message from an uncertified device of ours: a link request?"""
         keys = self.keys
@@ -582,9 +600,91 @@ class Client:
         user = parse_address(address)
         await self.keys.refresh([user])
         await self._append(conversation, Member(target=user, membership="join", role=role))
+        await self._send_state_key(conversation)  # so the newcomer can read the title
+        picture = await self.avatar(conversation)
+        if picture is not None:  # and see the picture (its blob may be gone by now)
+            await self.set_avatar(conversation, picture)
 
     async def remove_member(self, conversation: ConversationId, address: str) -> None:
         await self._append(conversation, Member(target=parse_address(address), membership="leave"))
+
+    async def rename(self, conversation: ConversationId, title: str) -> None:
+        """Set the title: a signed state event, its text sealed from the server."""
+        sealed = await self._seal(conversation, "title", title.encode())
+        await self._append(conversation, Title(sealed=sealed))
+
+    async def set_avatar(self, conversation: ConversationId, path: Path) -> None:
+        """Set the conversation's picture (an encrypted attachment, named in a
+        signed state event whose content is sealed from the server)."""
+        _, api, _ = self._need()
+        entry = await attachments.upload(api, path, kind="image")
+        # the file travels in a message (members download it as any attachment);
+        # the signed state event names it
+        await self.send(conversation, ev.AVATAR, {"attachments": [entry]})
+        sealed = await self._seal(conversation, "avatar", msgspec.json.encode(entry))
+        await self._append(conversation, Avatar(sealed=sealed))
+
+    def title(self, conversation: ConversationId) -> str | None:
+        """The conversation's title, if it has one this device can read."""
+        text = self._unsealed(conversation, Title, "title")
+        return None if text is None else text.decode("utf-8", "replace")
+
+    async def avatar(self, conversation: ConversationId) -> Path | None:
+        """The conversation's picture, decrypted in the profile (``None`` until
+        this device has it)."""
+        _, api, _ = self._need()
+        data = self._unsealed(conversation, Avatar, "avatar")
+        if data is None:
+            return None
+        entry = msgspec.json.decode(data)
+        try:
+            return await attachments.download(api, entry, self.profile_dir / "attachments")
+        except (ServerError, CryptoError):
+            return None  # its message has not arrived here yet
+
+    def _unsealed(
+        self, conversation: ConversationId, kind: type[Title] | type[Avatar], field: str
+    ) -> bytes | None:
+        cached = self._states.get(conversation)
+        events = cached[0] if cached is not None else []
+        for event in reversed(events):
+            if isinstance(event.content, kind):
+                sealed = event.content.sealed
+                key = self._state_keys(conversation).get(statekey.key_id_of(sealed))
+                return None if key is None else statekey.unseal(key, conversation, field, sealed)
+        return None
+
+    def _state_keys(self, conversation: str) -> dict[str, bytes]:
+        profile, _, _ = self._need()
+        raw = profile.get_secret(f"statekeys:{conversation}")
+        if raw is None:
+            return {}
+        return {k: bytes.fromhex(v) for k, v in msgspec.json.decode(raw).items()}
+
+    def _add_state_key(self, conversation: str, key_id: str, key: bytes) -> None:
+        profile, _, _ = self._need()
+        keys = {k: v.hex() for k, v in self._state_keys(conversation).items()}
+        keys[key_id] = key.hex()
+        profile.put_secret(f"statekeys:{conversation}", msgspec.json.encode(keys))
+        profile.put_text(f"statekey:{conversation}", key_id)
+
+    async def _seal(self, conversation: ConversationId, field: str, data: bytes) -> bytes:
+        profile, _, _ = self._need()
+        key_id = profile.get_text(f"statekey:{conversation}")
+        key = self._state_keys(conversation).get(key_id or "")
+        if key_id is None or key is None:
+            key_id, key = statekey.new_key()
+            self._add_state_key(conversation, key_id, key)
+            await self._send_state_key(conversation)
+        return statekey.seal(key_id, key, conversation, field, data)
+
+    async def _send_state_key(self, conversation: ConversationId) -> None:
+        """Send the current state key to the members (end-to-end encrypted)."""
+        profile, _, _ = self._need()
+        key_id = profile.get_text(f"statekey:{conversation}")
+        key = self._state_keys(conversation).get(key_id or "")
+        if key_id is not None and key is not None:
+            await self.send(conversation, statekey.TYPE, {"id": key_id, "key": key.hex()})
 
     async def set_timer(self, conversation: ConversationId, seconds: int) -> None:
         """Disappearing messages: deleted everywhere ``seconds`` after sending (0: off)."""
@@ -963,6 +1063,7 @@ class Client:
                             self._ws = ws
                             self._connected.set()
                             backoff = 0.2
+                            self._spawn(self.keys.replenish())  # one-time keys get used up
                             continue
                         await self._on_frame(ws, frame)
                     if ws.close_code == 4401:
@@ -1077,6 +1178,8 @@ class Client:
             )
             if payload.type == ev.PROFILE:
                 self._remember_profile(UserId(frame.sender), frame.ts, payload.content)
+            elif payload.type == statekey.TYPE:
+                self._remember_state_key(frame.conversation, payload.content)
             keys.save()
         if missing:
             self._events.put_nowait(

@@ -14,8 +14,10 @@ EDIT = "edit"
 DELETE = "delete"
 RECEIPT = "receipt"
 PROFILE = "profile"
+STATE_KEY = "statekey"
+AVATAR = "avatar"
 #: types that change another message (or a contact) instead of showing one
-ANNOTATIONS = frozenset({REACTION, EDIT, DELETE, RECEIPT, PROFILE})
+ANNOTATIONS = frozenset({REACTION, EDIT, DELETE, RECEIPT, PROFILE, STATE_KEY, AVATAR})
 
 
 @dataclasses.dataclass(frozen=True)
