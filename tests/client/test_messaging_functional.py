@@ -91,8 +91,8 @@ async def test_reactions_edits_deletes_and_receipts(shared_server: ServerProcess
 
 
 async def test_no_plaintext_at_rest(tmp_path: Path, sdk: Sdk) -> None:
-    """200 messages with canaries: not in the server's database (incl. WAL),
-    blob directory or log."""
+    """200 messages and 5 attachments with canaries: neither a canary nor an
+    attachment's bytes in the server's database (incl. WAL), blobs or log."""
     with ServerProcess(tmp_path / "server") as server:
         make = sdk(server)
         alice, bob = await make("alice"), await make("bob")
@@ -101,10 +101,20 @@ async def test_no_plaintext_at_rest(tmp_path: Path, sdk: Sdk) -> None:
         canaries = [canary(f"msg{i}") for i in range(200)]
         for text in canaries:
             await alice.send_text(group, f"secret {text}")
+        files = []
+        for i in range(5):
+            path = tmp_path / f"document{i}.txt"
+            path.write_bytes((canary(f"file{i}") + " ").encode() * 2000)
+            files.append(path)
+            await alice.send_file(group, path, caption=f"file {i}")
         await alice.flush(timeout=60)
-        await texts_of(bob, group, 200, timeout=60)
-        assert f"secret {canaries[-1]}" in [m.text for m in bob.history(group, limit=200)]
-        needles = [c.encode() for c in canaries]
+        texts = await texts_of(bob, group, 205, timeout=60)
+        assert f"secret {canaries[-1]}" in texts
+        received = [m for m in bob.history(group, limit=205) if m.content.get("attachments")]
+        assert [bob.attachment_path(m).read_bytes() for m in received] == [
+            f.read_bytes() for f in files
+        ]
+        needles = [c.encode() for c in canaries] + [f.read_bytes()[:64] for f in files]
         assert scan([server.data_dir, server.log_path], needles) == []
     assert scan([server.data_dir, server.log_path], needles) == []
 
