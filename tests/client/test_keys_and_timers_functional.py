@@ -58,6 +58,14 @@ async def test_disappearing_messages_leave_no_plaintext(
     for client in (alice, bob):
         assert client.history(chat) == []
         assert client.search(secret) == []
+    # the keys went with the text: bob holds no session of this chat any more,
+    # and alice's next message starts a new one
+    assert [s for s in bob.keys.inbound.sessions() if s.conversation == chat] == []
+    old = alice.keys.outbound[chat].session_id
+    await alice.send_text(chat, "after")
+    await alice.flush()
+    assert alice.keys.outbound[chat].session_id != old
+    assert await texts_of(bob, chat, 1) == ["after"]
     assert scan([alice.profile_dir, bob.profile_dir], [secret.encode()]) == []
 
 

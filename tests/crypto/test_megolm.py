@@ -441,3 +441,18 @@ class ReplayMachine(RuleBasedStateMachine):
 
 TestReplayMachine = ReplayMachine.TestCase
 TestReplayMachine.settings = settings(max_examples=40, stateful_step_count=25, deadline=None)
+
+
+def test_forgotten_session_keys_decrypt_nothing_and_replays_stay_refused() -> None:
+    alice, bob, group = setup_pair()
+    first = group.encrypt_payload(message(alice, 1, "gone soon"), now_ms=NOW)
+    bob.inbound.decrypt_message(alice.verified, CONVERSATION, message_id(1), first)
+    assert bob.inbound.forget(OTHER_CONVERSATION, group.session_id) == 0
+    assert bob.inbound.forget(CONVERSATION, group.session_id) == 1
+    assert bob.inbound.sessions() == []
+    later = group.encrypt_payload(message(alice, 2, "after"), now_ms=NOW)
+    with pytest.raises(UnknownSession):
+        bob.inbound.decrypt_message(alice.verified, CONVERSATION, message_id(2), later)
+    restored = InboundGroupStore.from_pickle(bob.inbound.pickle(PICKLE_KEY), PICKLE_KEY)
+    assert restored.sessions() == []
+    assert (group.session_id, 0) in restored.seen

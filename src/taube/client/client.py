@@ -932,7 +932,14 @@ class Client:
             raise SendingBlocked(blocked)
         now = self.clock()
         group = keys.outbound.get(conversation)
-        if group is None or group.needs_rotation(now, members_changed=group.has_departed(devices)):
+        # with disappearing messages no session outlives the timer, so its keys
+        # can go with its messages (``expire``)
+        timer_ms = state.timer_seconds * 1000
+        if (
+            group is None
+            or group.needs_rotation(now, members_changed=group.has_departed(devices))
+            or (timer_ms and now - group.created_ms >= timer_ms)
+        ):
             group = OutboundGroup.create(conversation, now)
             keys.outbound[conversation] = group
         messages, without = share_room_key(keys.olm, group, devices)
@@ -1175,6 +1182,7 @@ class Client:
                 payload.content,
                 "received",
                 expires,
+                decrypted.session_id,
             )
             if payload.type == ev.PROFILE:
                 self._remember_profile(UserId(frame.sender), frame.ts, payload.content)
@@ -1307,11 +1315,13 @@ class Client:
         content: dict[str, Any],
         status: str,
         expires_ms: int | None,
+        session: str | None = None,
     ) -> None:
         assert self.profile is not None
         inserted = self.profile.execute(
             "INSERT OR IGNORE INTO messages (conversation, id, seq, sender, sender_device, ts,"
-            " type, content, status, expires_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            " type, content, status, expires_ms, session)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             conversation,
             msg_id,
             seq,
@@ -1322,6 +1332,7 @@ class Client:
             msgspec.json.encode(content),
             status,
             expires_ms,
+            session,
         )
         text = content.get("body")
         if inserted.rowcount and isinstance(text, str) and type_ == ev.TEXT:
@@ -1364,16 +1375,17 @@ class Client:
 
     def expire(self) -> int:
         """Delete disappearing messages whose time ran out: the plaintext, its
-        search index entry and every copy in the database's free pages and log."""
-        profile, _, _ = self._need()
+        search index entry, every copy in the database's free pages and log,
+        and the keys of Megolm sessions none of whose messages remain."""
+        profile, _, keys = self._need()
         now = self.clock()
         gone = profile.execute(
-            "SELECT conversation, id FROM messages WHERE expires_ms <= ?", now
+            "SELECT conversation, id, session FROM messages WHERE expires_ms <= ?", now
         ).fetchall()
         if not gone:
             return 0
         with profile.transaction():
-            for conversation, msg_id in gone:
+            for conversation, msg_id, _session in gone:
                 profile.execute(
                     "DELETE FROM messages WHERE conversation = ? AND id = ?", conversation, msg_id
                 )
@@ -1382,6 +1394,18 @@ class Client:
                     conversation,
                     msg_id,
                 )
+            sessions = {(c, s) for c, _, s in gone if s is not None}
+            forgot = 0
+            for conversation, session in sessions:
+                left = profile.execute(
+                    "SELECT 1 FROM messages WHERE conversation = ? AND session = ? LIMIT 1",
+                    conversation,
+                    session,
+                ).fetchone()
+                if left is None:
+                    forgot += keys.inbound.forget(ConversationId(conversation), session)
+            if forgot:
+                keys.save()
         profile.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
         profile.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return len(gone)

@@ -55,6 +55,7 @@ CREATE TABLE IF NOT EXISTS messages (
     content BLOB NOT NULL,
     status TEXT NOT NULL,
     expires_ms INTEGER,
+    session TEXT,
     PRIMARY KEY (conversation, id)
 );
 CREATE INDEX IF NOT EXISTS messages_order ON messages (conversation, seq);

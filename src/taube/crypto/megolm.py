@@ -357,6 +357,15 @@ class InboundGroupStore:
         entry = self._sessions.get(ref)
         return entry.info() if entry is not None else None
 
+    def forget(self, conversation: ConversationId, session_id: str) -> int:
+        """Delete the keys of a session (every copy in ``conversation``): for
+        disappearing messages, whose keys must go with their text. The seen
+        indexes stay, so a replay is still refused. Returns how many went."""
+        gone = [ref for ref in self._sessions if ref[0] == conversation and ref[2] == session_id]
+        for ref in gone:
+            del self._sessions[ref]
+        return len(gone)
+
     # ------------------------------------------------------------ adding keys
 
     def add_room_key(self, key: RoomKey, sender: VerifiedDevice) -> bool:
