@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 
-from taube.client import Client
+from taube.client import Client, statekey
 from taube.proto.ids import ConversationId
+from taube.proto.state import Title
 from taube.testing import ServerProcess
 from taube.testing.canary import canary, scan
 from tests.client.conftest import Sdk
@@ -49,3 +50,28 @@ async def test_title_and_avatar_are_sealed_state(tmp_path: Path, sdk: Sdk) -> No
         kinds = [e.content.__class__.__name__ for e in events]
         assert kinds[2:5] == ["Title", "Avatar", "Member"]
         assert scan([server.data_dir, server.log_path], [name.encode()]) == []
+
+
+async def test_a_removed_member_cannot_read_later_titles(
+    shared_server: ServerProcess, sdk: Sdk
+) -> None:
+    make = sdk(shared_server)
+    alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
+    group = await alice.create_group([bob.user, carol.user])
+    await alice.rename(group, "before")
+    await alice.flush()
+    assert await title_of(carol, group) == "before"
+    await alice.remove_member(group, carol.user)
+    await alice.rename(group, "after carol left")
+    await alice.flush()
+    async with asyncio.timeout(10):
+        while bob.title(group) != "after carol left":
+            await bob.state(group)
+            await asyncio.sleep(0.05)
+    await asyncio.sleep(0.3)
+    # carol may still hold the chain up to her removal; no later key reaches her
+    carol_keys = carol._state_keys(group)
+    events, _ = await alice._chain(group)
+    latest = events[-1].content
+    assert isinstance(latest, Title)
+    assert statekey.key_id_of(latest.sealed) not in carol_keys

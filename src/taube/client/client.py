@@ -606,7 +606,14 @@ class Client:
             await self.set_avatar(conversation, picture)
 
     async def remove_member(self, conversation: ConversationId, address: str) -> None:
+        """Remove a member; the next message uses a new Megolm session, and a
+        new state key seals titles and pictures from now on."""
         await self._append(conversation, Member(target=parse_address(address), membership="leave"))
+        profile, _, _ = self._need()
+        if profile.get_text(f"statekey:{conversation}") is not None:
+            key_id, key = statekey.new_key()
+            self._add_state_key(conversation, key_id, key)
+            await self._send_state_key(conversation)
 
     async def rename(self, conversation: ConversationId, title: str) -> None:
         """Set the title: a signed state event, its text sealed from the server."""
