@@ -18,6 +18,7 @@ DESCRIPTION = "Run a taube benchmark workload."
 WORKLOADS = {
     "delivery": "durable send and delivery latency, open loop, and the maximum send rate",
     "crypto": "client-side Olm/Megolm throughput and the cost of sharing a group key",
+    "scaleout": "one node against two on PostgreSQL + Redis, and the cost of the Redis hop",
 }
 
 

@@ -438,6 +438,8 @@ class DeliveryRun:
         self.args = args
         self.server = server
         self.server_pid = server_pid
+        #: every server process whose CPU and I/O a step counts (several nodes)
+        self.server_pids = [server_pid]
         url = urlsplit(server.url)
         assert url.hostname is not None
         assert url.port is not None
@@ -559,19 +561,19 @@ class DeliveryRun:
                 return f"deliveries fell behind by {tracker.deliveries_behind} messages"
             return None
 
-        server_cpu = loadgen.CpuMeter(self.server_pid)
+        server_cpu = loadgen.GroupCpuMeter(self.server_pids)
         own_cpu = loadgen.CpuMeter()
         machine_cpu = loadgen.MachineCpuMeter()
         server_cpu.start()
         own_cpu.start()
         machine_cpu.start()
-        io_before = loadgen.process_io(self.server_pid)
+        io_before = loadgen.processes_io(self.server_pids)
         tracker.started = time.perf_counter()
         schedule = await loadgen.open_loop(rate, duration, fire, check=check)
         window_end = time.perf_counter()
         server_pct, own_pct = server_cpu.percent(), own_cpu.percent()
         machine_pct, irq_pct, steal_pct = machine_cpu.percent()
-        io_after = loadgen.process_io(self.server_pid)
+        io_after = loadgen.processes_io(self.server_pids)
         io = {key: io_after[key] - io_before[key] for key in io_after if key in io_before}
         cpu = {
             "server": server_pct,

@@ -181,6 +181,15 @@ def process_io(pid: int) -> dict[str, int]:
     return {key: int(value) for key, _, value in (line.partition(": ") for line in lines)}
 
 
+def processes_io(pids: list[int]) -> dict[str, int]:
+    """``process_io`` summed over several processes (the nodes of a cluster)."""
+    total: dict[str, int] = {}
+    for pid in pids:
+        for key, value in process_io(pid).items():
+            total[key] = total.get(key, 0) + value
+    return total
+
+
 def machine_cpu_seconds() -> tuple[float, float, float]:
     """CPU seconds of the whole machine, all CPUs together: busy in processes,
     in interrupts (loopback networking runs there, for everyone), stolen."""
@@ -277,3 +286,22 @@ class Progress:
         if self.tty:
             sys.stderr.write("\r\x1b[2K")
             sys.stderr.flush()
+
+
+@dataclasses.dataclass
+class GroupCpuMeter:
+    """``CpuMeter`` summed over several processes, in percent of one core."""
+
+    pids: list[int]
+    _cpu: float = 0.0
+    _wall: float = 0.0
+
+    def _total(self) -> float:
+        return sum(cpu_seconds(pid) for pid in self.pids)
+
+    def start(self) -> None:
+        self._cpu, self._wall = self._total(), time.perf_counter()
+
+    def percent(self) -> float:
+        wall = time.perf_counter() - self._wall
+        return (self._total() - self._cpu) / wall * 100.0 if wall > 0 else math.nan

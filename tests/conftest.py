@@ -1,4 +1,4 @@
-"""Shared fixtures: a real server process on loopback, raw clients, PostgreSQL."""
+"""Shared fixtures: a real server process on loopback, raw clients, PostgreSQL, Redis."""
 
 from __future__ import annotations
 
@@ -6,10 +6,12 @@ import asyncio
 import itertools
 import os
 import secrets
+import socket
 import urllib.parse
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import NoReturn, Protocol
 
 import pytest
 
@@ -25,6 +27,24 @@ REQUIRE_SERVICES = os.environ.get("TAUBE_REQUIRE_SERVICES") == "1"
 POSTGRES_URL = os.environ.get(
     "TAUBE_TEST_POSTGRES", "postgresql://postgres@127.0.0.1:5432/postgres"
 )
+
+#: a Redis server the tests may use: each test publishes on channels of its
+#: own (a random ``bus.channel`` prefix) and never deletes anything
+REDIS_URL = os.environ.get("TAUBE_TEST_REDIS", "redis://127.0.0.1:6379/0")
+
+
+def missing_service(reason: str) -> NoReturn:
+    """Skip for ``reason``, or fail where every service must be there (CI)."""
+    if REQUIRE_SERVICES:
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+class Endpoint(Protocol):
+    """Something clients connect to: a node, or the load balancer in front."""
+
+    @property
+    def url(self) -> str: ...
 
 
 @pytest.fixture
@@ -42,7 +62,7 @@ def shared_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerPr
 
 ClientFactory = Callable[..., Awaitable[RawClient]]
 #: the ``clients`` fixture: ``make = clients(server)``
-Clients = Callable[[ServerProcess], ClientFactory]
+Clients = Callable[[Endpoint], ClientFactory]
 
 
 def fresh_address(prefix: str = "user") -> str:
@@ -50,12 +70,12 @@ def fresh_address(prefix: str = "user") -> str:
 
 
 @pytest.fixture
-async def clients() -> AsyncIterator[Callable[[ServerProcess], ClientFactory]]:
+async def clients() -> AsyncIterator[Clients]:
     """``make = clients(server)``; ``alice = await make("alice")`` registers,
     publishes keys and connects."""
     opened: list[RawClient] = []
 
-    def bind(proc: ServerProcess) -> Callable[..., Awaitable[RawClient]]:
+    def bind(proc: Endpoint) -> Callable[..., Awaitable[RawClient]]:
         async def make(prefix: str = "user", *, connect: bool = True) -> RawClient:
             client = RawClient(proc.url, fresh_address(prefix))
             await client.__aenter__()
@@ -72,9 +92,7 @@ async def clients() -> AsyncIterator[Callable[[ServerProcess], ClientFactory]]:
         await client.__aexit__(None, None, None)
 
 
-async def second_device(
-    proc: ServerProcess, first: RawClient, *, connect: bool = True
-) -> RawClient:
+async def second_device(proc: Endpoint, first: RawClient, *, connect: bool = True) -> RawClient:
     client = RawClient(proc.url, first.address)
     await client.__aenter__()
     client.identity = first.identity
@@ -114,13 +132,10 @@ def postgres_database() -> Iterator[str]:
     try:
         _postgres(POSTGRES_URL, f"CREATE DATABASE {name}")
     except Exception as exc:
-        reason = (
+        missing_service(
             f"PostgreSQL is not reachable at {POSTGRES_URL} ({type(exc).__name__}: {exc});"
-            " start it or point TAUBE_TEST_POSTGRES at one"
+            " run scripts/services start or point TAUBE_TEST_POSTGRES at one"
         )
-        if REQUIRE_SERVICES:
-            pytest.fail(reason)
-        pytest.skip(reason)
     try:
         yield _with_database(POSTGRES_URL, name)
     finally:
@@ -136,3 +151,37 @@ def postgres_url(postgres_database: str) -> Iterator[str]:
         yield f"{postgres_database}?search_path={schema}"
     finally:
         _postgres(postgres_database, f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def _redis_ping(url: str) -> None:
+    parts = urllib.parse.urlsplit(url)
+    with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 6379), 2) as sock:
+        sock.sendall(b"PING\r\n")
+        answer = sock.recv(64)
+    if not answer.startswith((b"+PONG", b"-NOAUTH")):
+        raise ConnectionError(f"unexpected answer {answer!r}")
+
+
+@pytest.fixture(scope="session")
+def redis_url() -> str:
+    """The URL of the machine's Redis; skipped (failed under
+    ``TAUBE_REQUIRE_SERVICES=1``) when it cannot be reached."""
+    try:
+        import redis  # noqa: F401 - the bus needs redis-py
+    except ImportError as exc:
+        missing_service(f'redis-py is not installed ({exc}): pip install -e ".[test]"')
+    try:
+        _redis_ping(REDIS_URL)
+    except OSError as exc:
+        missing_service(
+            f"Redis is not reachable at {REDIS_URL} ({type(exc).__name__}: {exc});"
+            " run scripts/services start or point TAUBE_TEST_REDIS at one"
+        )
+    return REDIS_URL
+
+
+@pytest.fixture
+def bus_env(redis_url: str) -> dict[str, str]:
+    """Server settings for a bus of this test's own: a random channel prefix
+    on the shared Redis (pub/sub channels ignore the database number)."""
+    return {"TAUBE_BUS_URL": redis_url, "TAUBE_BUS_CHANNEL": f"taube-test-{secrets.token_hex(6)}"}

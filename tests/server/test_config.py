@@ -232,6 +232,59 @@ def test_a_postgresql_url_selects_postgresql(tmp_path: Path) -> None:
         load(environ={"TAUBE_STORAGE_BLOBS": "s3"})
 
 
+def test_the_bus_and_proxies(tmp_path: Path) -> None:
+    config = load(
+        write(
+            tmp_path,
+            """
+[server]
+node_id = "eu-1"
+trusted_proxies = ["127.0.0.1", "10.0.0.0/8", "::1"]
+
+[bus]
+url = "redis://:s3cret@redis.internal:6379/2"
+channel = "prod"
+recheck_s = 2.5
+""",
+        ),
+        environ={},
+    )
+    assert config.node_id == "eu-1"
+    assert config.bus.url == "redis://:s3cret@redis.internal:6379/2"
+    assert config.public_dict()["bus"]["url"] == "redis://:****@redis.internal:6379/2"
+    assert config.bus.channel == "prod"
+    assert config.bus.recheck_s == 2.5
+    assert [str(n) for n in config.server.trusted_networks] == [
+        "127.0.0.1/32",
+        "10.0.0.0/8",
+        "::1/128",
+    ]
+    env = load(environ={"TAUBE_BUS_URL": "redis://127.0.0.1:6379/0"})
+    assert env.bus.url == "redis://127.0.0.1:6379/0"
+
+
+def test_bus_defaults_to_in_process_and_node_id_to_host_and_pid() -> None:
+    config = load(environ={})
+    assert config.bus.url == ""
+    assert config.bus.recheck_s == 5.0
+    assert config.server.trusted_proxies == []
+    assert config.node_id.endswith(f"-{os.getpid()}")
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"TAUBE_BUS_URL": "http://redis:6379"}, "bus.url"),
+        ({"TAUBE_BUS_RECHECK_S": "-1"}, "recheck_s"),
+        ({"TAUBE_SERVER_TRUSTED_PROXIES": '["nginx"]'}, "trusted_proxies"),
+        ({"TAUBE_BUS_URLS": "redis://x"}, "TAUBE_BUS_URLS"),
+    ],
+)
+def test_bad_bus_and_proxy_settings_are_refused(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        load(environ=env)
+
+
 # ---------------------------------------------------------------- taube serve --print-config
 
 
@@ -276,6 +329,14 @@ def test_print_config_with_a_database_flag(tmp_path: Path) -> None:
     assert json.loads(done.stdout)["storage"]["database"] == (
         "postgresql://taube:****@127.0.0.1/taube"
     )
+
+
+def test_print_config_with_a_bus_flag(tmp_path: Path) -> None:
+    done = _taube(
+        ["serve", "--print-config", "--bus", "redis://:pw@127.0.0.1:6379/1"], {}, tmp_path
+    )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["bus"]["url"] == "redis://:****@127.0.0.1:6379/1"
 
 
 def test_print_config_flags_beat_the_environment(tmp_path: Path) -> None:

@@ -13,17 +13,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import random
-from collections import Counter, defaultdict
-from functools import partial
 
 import pytest
 
 from taube.proto import frames
 from taube.proto.ids import MessageId
-from taube.testing import RawClient, ServerProcess, unseal
-from taube.testing.outbox import Outbox
+from taube.testing import ServerProcess
 from tests.conftest import fresh_address
+from tests.server.streams import (
+    RecordingClient,
+    check_delivery,
+    check_outboxes,
+    group_and_ring,
+    wait_delivered,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -33,22 +36,7 @@ KILL_AFTER = 400  #: acknowledged sends (across all clients) before SIGKILL
 WINDOW = 16  #: unacknowledged sends on the wire per client
 
 
-class RecordingClient(RawClient):
-    """A raw client that also keeps every message frame as it came off the
-    wire, duplicates included."""
-
-    def __init__(self, base_url: str, address: str) -> None:
-        super().__init__(base_url, address)
-        self.wire: list[frames.Message] = []
-
-    async def _on_frame(self, frame: frames.ServerFrame) -> None:
-        if isinstance(frame, frames.Message):
-            self.wire.append(frame)
-        await super()._on_frame(frame)
-
-
 async def test_kill_9_mid_stream_loses_nothing_acknowledged(server: ServerProcess) -> None:
-    rng = random.Random(20240611)
     async with contextlib.AsyncExitStack() as stack:
         people: list[RecordingClient] = []
         for i in range(PEOPLE):
@@ -57,28 +45,9 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(server: ServerProces
             await person.new_account()
             await person.connect()
             people.append(person)
-
-        # a group of all five, and a ring of 1:1 conversations
-        group = await people[0].group([p.address for p in people[1:]])
-        members: dict[str, list[int]] = {group: list(range(PEOPLE))}
-        mine: dict[int, list[str]] = {i: [group, group] for i in range(PEOPLE)}
-        for i in range(PEOPLE):
-            j = (i + 1) % PEOPLE
-            direct = await people[i].direct(people[j].address)
-            members[direct] = [i, j]
-            mine[i].append(direct)
-            mine[j].append(direct)
-
-        outboxes = [Outbox(person, window=WINDOW) for person in people]
-        sender_of: dict[MessageId, int] = {}
-        planned: dict[str, dict[int, list[MessageId]]] = defaultdict(lambda: defaultdict(list))
-        for i, outbox in enumerate(outboxes):
-            for n in range(PER_PERSON):
-                conversation = rng.choice(mine[i])
-                msg_id = outbox.add(conversation, f"{people[i].address} #{n}".encode())
-                sender_of[msg_id] = i
-                planned[conversation][i].append(msg_id)
-        assert len(sender_of) == PEOPLE * PER_PERSON
+        plan = await group_and_ring(people, PER_PERSON, WINDOW, seed=20240611)
+        outboxes = plan.outboxes
+        assert plan.total == PEOPLE * PER_PERSON
 
         # ---- stream, and SIGKILL the server once KILL_AFTER sends are acknowledged
         streams = [asyncio.create_task(outbox.flush(timeout=60)) for outbox in outboxes]
@@ -104,12 +73,7 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(server: ServerProces
             await outbox.reconnect()
         finished = await asyncio.gather(*(outbox.flush(timeout=60) for outbox in outboxes))
         assert all(finished)
-        acked: dict[MessageId, frames.Sent] = {}
-        for outbox in outboxes:
-            assert outbox.failed == {}
-            assert outbox.mismatched == []
-            acked.update(outbox.acked)
-        assert set(acked) == set(sender_of)
+        acked: dict[MessageId, frames.Sent] = check_outboxes(plan)
         retried = {m for o in outboxes for m in o.retried}
         assert retried >= in_flight
 
@@ -118,52 +82,8 @@ async def test_kill_9_mid_stream_loses_nothing_acknowledged(server: ServerProces
             assert acked[msg_id].seq == sent.seq, msg_id
 
         # ---- every member device gets every message of the conversation
-        expected = {
-            c: {m for ids in by_sender.values() for m in ids} for c, by_sender in planned.items()
-        }
-
-        def complete(person: RecordingClient, conversation: str) -> bool:
-            have = {m.id for m in person.messages(conversation)}
-            return have >= expected[conversation]
-
-        for conversation, indices in members.items():
-            for i in indices:
-                person, conv = people[i], conversation
-                await person.wait_for(partial(complete, person, conv), timeout=30)
-
-        wire_duplicates = 0
-        for conversation, indices in members.items():
-            for i in indices:
-                person = people[i]
-                received = person.messages(conversation)  # first arrival of each seq
-                # exactly once by message id: no id under two seqs, none missing
-                counts = Counter(m.id for m in received)
-                assert {m for m, n in counts.items() if n > 1} == set()
-                assert set(counts) == expected[conversation]
-                # in order: seqs increase in arrival order ...
-                seqs = [m.seq for m in received]
-                assert seqs == sorted(seqs)
-                assert len(set(seqs)) == len(seqs)
-                # ... each at the seq its sender was acknowledged with ...
-                for m in received:
-                    assert m.seq == acked[m.id].seq
-                    assert m.sender == people[sender_of[m.id]].user
-                    if sender_of[m.id] == i:
-                        assert m.body is None  # the echo of its own send
-                    else:
-                        assert m.body is not None
-                        assert unseal(m.body) == outboxes[sender_of[m.id]].plaintexts[m.id]
-                # ... and each sender's messages in the order they were sent
-                for sender, ids in planned[conversation].items():
-                    assert [m.id for m in received if sender_of[m.id] == sender] == ids
-                # a redelivered frame (ack lost in the crash) is the same entry
-                first = {m.seq: m.id for m in received}
-                for frame in person.wire:
-                    if frame.conversation == conversation:
-                        assert first[frame.seq] == frame.id
-                wire_duplicates += sum(
-                    1 for f in person.wire if f.conversation == conversation
-                ) - len(received)
+        await wait_delivered(plan, timeout=30)
+        wire_duplicates = check_delivery(plan, acked)
         print(
             f"acknowledged before the kill: {len(before_crash)}, retried: {len(retried)},"
             f" redelivered frames: {wire_duplicates}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from taube.proto.errors import ProtocolError
 from taube.proto.ids import ConversationId, DeviceId
 from taube.store import Store
 
@@ -39,7 +40,14 @@ class AckBuffer:
         if not self.pending:
             return
         batch, self.pending = self.pending, {}
-        await self.store.ack([(d, c, s) for (d, c), s in batch.items()])
+        try:
+            await self.store.ack([(d, c, s) for (d, c), s in batch.items()])
+        except BaseException:
+            # keep them for the next flush (the database may be restarting)
+            for key, seq in batch.items():
+                if seq > self.pending.get(key, -1):
+                    self.pending[key] = seq
+            raise
 
     async def run(self) -> None:
         while True:
@@ -47,6 +55,12 @@ class AckBuffer:
             self.wake.clear()
             try:
                 await self.flush()
-            except Exception:  # the store logs it; acks come again
+            except ProtocolError as exc:  # unavailable: kept, written next time
+                log.warning("writing acknowledgements failed: %s", exc.message)
+                self.wake.set()
+                await asyncio.sleep(max(self.interval, exc.retry_after or 1.0))
+            except Exception:
                 log.exception("writing acknowledgements failed")
+                self.wake.set()
+                await asyncio.sleep(1.0)
             await asyncio.sleep(self.interval)

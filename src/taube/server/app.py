@@ -9,8 +9,8 @@ import importlib
 import logging
 import signal
 import sys
-from collections.abc import Awaitable, Callable
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
 
@@ -21,14 +21,23 @@ from taube.proto.http import ErrorBody
 from taube.proto.schema import openapi
 from taube.server import logs
 from taube.server.clock import Clock, SystemClock
-from taube.server.config import Config
+from taube.server.config import Config, masked_url
 from taube.server.context import CLOSE_GOING_AWAY, Server
 from taube.server.http.call import Call
 from taube.server.retention import sweep_forever
 from taube.server.ws.gateway import websocket
 from taube.store import Store
 
+if TYPE_CHECKING:
+    from taube.server.redisbus import RedisBus
+
 log = logging.getLogger(__name__)
+
+#: how long shutting down waits for sends in flight, and for the bus
+DRAIN_TIMEOUT = 5.0
+BUS_FLUSH_TIMEOUT = 2.0
+#: how long a starting node waits for its bus subscription
+BUS_START_TIMEOUT = 5.0
 
 HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta")
 
@@ -168,7 +177,7 @@ async def serve(
     ready: Callable[[str], None] | None = None,
     stop: asyncio.Event | None = None,
 ) -> None:
-    """Run the server until SIGTERM/SIGINT (or ``stop``), then shut down cleanly."""
+    """Run the server until SIGTERM/SIGINT (or ``stop``), then drain and stop."""
     clock = clock or SystemClock()
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
@@ -183,38 +192,87 @@ async def serve(
         blobs=config.storage.blobs,
         synchronous=config.storage.synchronous,
     )
-    async with store:
+    async with store, contextlib.AsyncExitStack() as stack:
         srv = Server(config, clock, store)
+        if config.bus.url:
+            srv.bus = await stack.enter_async_context(_open_bus(srv))
         runner = web.AppRunner(create_app(srv), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
         await site.start()
         host, port = _bound_address(site)
         url = f"http://{host}:{port}"
-        log.info("serving", extra={"url": url, "data_dir": str(data_dir)})
+        log.info(
+            "serving",
+            extra={"url": url, "data_dir": str(data_dir), "bus": "redis" if srv.bus else "local"},
+        )
         if ready is not None:
             ready(url)
         background = [
             asyncio.create_task(srv.acks.run(), name="acks"),
             asyncio.create_task(sweep_forever(store, clock, config.retention), name="retention"),
         ]
+        if config.bus.recheck_s > 0:
+            background.append(
+                asyncio.create_task(srv.recheck_forever(config.bus.recheck_s), name="recheck")
+            )
         try:
             await stop.wait()
-            log.info("shutting down")
         finally:
-            for conn in srv.hub.connections():
-                await conn.close(CLOSE_GOING_AWAY, "server shutting down")
-            await runner.cleanup()
-            for task in background:
-                task.cancel()
-            await asyncio.gather(*background, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await srv.acks.flush()
+            await _drain(srv, runner, site, background)
     log.info("stopped")
 
 
+def _open_bus(srv: Server) -> contextlib.AbstractAsyncContextManager[RedisBus]:
+    from taube.server.redisbus import RedisBus
+
+    bus = srv.config.bus
+
+    @contextlib.asynccontextmanager
+    async def opened() -> AsyncIterator[RedisBus]:
+        async with RedisBus(bus.url, bus.channel, srv.node_id, srv.receive, srv.resync) as redis:
+            if not await redis.wait_subscribed(BUS_START_TIMEOUT):
+                log.error(
+                    "the bus (%s) cannot be reached; serving anyway, other nodes' messages"
+                    " arrive within bus.recheck_s until it can",
+                    masked_url(bus.url),
+                )
+            yield redis
+
+    return opened()
+
+
+async def _drain(
+    srv: Server, runner: web.AppRunner, site: web.TCPSite, background: list[asyncio.Task[None]]
+) -> None:
+    """Stop accepting, move clients on, finish what is in flight, write acks.
+
+    Clients get 1001 and connect again, through the load balancer to another
+    node; sends already handed to the store are committed and their notices
+    published first, so nothing a client was told is lost on the way out.
+    """
+    conns = srv.hub.connections()
+    log.info("draining", extra={"connections": len(conns)})
+    await site.stop()
+    await asyncio.gather(
+        *(conn.close(CLOSE_GOING_AWAY, "server shutting down") for conn in conns),
+        return_exceptions=True,
+    )
+    await runner.cleanup()
+    await srv.wait_writes(DRAIN_TIMEOUT)
+    for task in background:
+        task.cancel()
+    await asyncio.gather(*background, return_exceptions=True)
+    try:
+        await srv.acks.flush()
+    except Exception as exc:
+        log.error("acknowledgements not written at shutdown: %s", exc)
+    if srv.bus is not None and not await srv.bus.flush(BUS_FLUSH_TIMEOUT):
+        log.warning("some notices were not published at shutdown")
+
+
 def run(config: Config) -> None:
-    logs.setup(config.log.level, config.log.format)
+    logs.setup(config.log.level, config.log.format, config.node_id)
     try:
         import uvloop
 

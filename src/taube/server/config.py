@@ -8,7 +8,9 @@ The reference in ``docs/admin-guide.md`` lists every key.
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import socket
 import tomllib
 import typing
 import urllib.parse
@@ -41,6 +43,22 @@ class ServerSection(Section):
     data_dir: str = msgspec.field(default_factory=default_data_dir)
     #: extra browser origins allowed on the WebSocket (the server's own always is)
     origins: list[str] = []
+    #: this node's name in logs and on the bus (empty: ``<hostname>-<pid>``)
+    node_id: str = ""
+    #: reverse proxies (addresses or networks, ``10.0.0.0/8``) whose ``X-Forwarded-For``
+    #: names the client; from anyone else the header is ignored
+    trusted_proxies: list[str] = []
+
+    def __post_init__(self) -> None:
+        for proxy in self.trusted_proxies:
+            try:
+                ipaddress.ip_network(proxy, strict=False)
+            except ValueError:
+                raise ValueError(f"trusted_proxies: not an address or network: {proxy!r}") from None
+
+    @property
+    def trusted_networks(self) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        return [ipaddress.ip_network(proxy, strict=False) for proxy in self.trusted_proxies]
 
 
 class StorageSection(Section):
@@ -53,6 +71,24 @@ class StorageSection(Section):
     #: where attachment bytes live: ``directory`` (``<data_dir>/blobs``, one node) or
     #: ``database`` (chunks in the database; needed when several nodes share PostgreSQL)
     blobs: Literal["directory", "database"] = "directory"
+
+
+class BusSection(Section):
+    #: empty: in-process (one node); ``redis://host:6379/0``: Redis pub/sub wakes the
+    #: other nodes (``taube[redis]``); every node of a deployment names the same one
+    url: str = ""
+    #: the prefix of this deployment's Redis channel (pub/sub ignores the database
+    #: number: deployments sharing a Redis need different prefixes)
+    channel: str = "taube"
+    #: every this many seconds a node looks in the database for entries its
+    #: devices have not been sent (a lost wake-up is late by at most this); 0: never
+    recheck_s: float = 5.0
+
+    def __post_init__(self) -> None:
+        if self.url and not self.url.startswith(("redis://", "rediss://", "unix://")):
+            raise ValueError("bus.url must be empty or a redis://, rediss:// or unix:// URL")
+        if self.recheck_s < 0:
+            raise ValueError("bus.recheck_s must not be negative")
 
 
 class LimitsSection(Section):
@@ -109,6 +145,7 @@ class LogSection(Section):
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
+    bus: BusSection = msgspec.field(default_factory=BusSection)
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
@@ -135,12 +172,18 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         """The configuration as printed: secrets show as ``****``."""
         data: dict[str, Any] = msgspec.to_builtins(self)
         data["storage"]["database"] = masked_url(self.storage.database)
+        data["bus"]["url"] = masked_url(self.bus.url)
         return data
+
+    @property
+    def node_id(self) -> str:
+        """This process's name in logs and on the bus."""
+        return self.server.node_id or f"{socket.gethostname()}-{os.getpid()}"
 
 
 def masked_url(url: str) -> str:
     """``url`` with its password (in the authority or a ``password`` parameter) as ``****``."""
-    if not is_postgres_url(url):
+    if not is_postgres_url(url) and not url.startswith(("redis://", "rediss://", "unix://")):
         return url
     parts = urllib.parse.urlsplit(url)
     netloc = parts.netloc

@@ -2,6 +2,9 @@
 
 Actions are named ``do_<verb>_<noun>``: they change the store and then tell
 the hub, so every state change reaches connected devices the same way.
+``publish_*`` hand what a commit advanced to this node's hub (with the
+encoded frames, the fast path) and, when there are other nodes, a notice to
+the bus; ``receive`` applies the other nodes' notices to this node's hub.
 """
 
 from __future__ import annotations
@@ -9,6 +12,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import random
+from collections.abc import Coroutine
+from typing import Any
+
+import msgspec
 
 from taube.proto import frames
 from taube.proto.codec import encode
@@ -17,14 +25,25 @@ from taube.proto.ids import DeviceId, UserId
 from taube.proto.state import StateEvent
 from taube.server.acks import AckBuffer
 from taube.server.auth import Passwords, token_hash
+from taube.server.bus import (
+    AnyNotice,
+    DeviceRemoved,
+    Entry,
+    Ephemeral,
+    Queued,
+    RemoteBus,
+    Resync,
+)
 from taube.server.clock import Clock
 from taube.server.config import Config
+from taube.server.frames import queue_frame
 from taube.server.hub import Hub
 from taube.server.ratelimit import RateLimiter
 from taube.store import Store
 from taube.store.accounts import DeviceAuth
 from taube.store.conversations import StateAppended
 from taube.store.delivery import Stored
+from taube.store.queues import QueueEntry
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +57,7 @@ class Server:
         self.config = config
         self.clock = clock
         self.store = store
-        self.hub = Hub(store.members_of)
+        self.hub = Hub(store.members_of, clock.monotonic)
         self.passwords = Passwords(config.auth, config.limits)
         self.acks = AckBuffer(store, config.retention.ack_flush_s)
         self.ip_limiter = RateLimiter(clock, per_minute=config.limits.auth_per_ip_per_minute)
@@ -46,6 +65,11 @@ class Server:
             clock, per_minute=config.limits.auth_per_account_per_minute
         )
         self._background: set[asyncio.Task[None]] = set()
+        self._writes: set[asyncio.Future[Stored]] = set()
+        self.node_id = config.node_id
+        self.trusted_proxies = config.server.trusted_networks
+        #: the other nodes, when there are any (``bus.url``)
+        self.bus: RemoteBus | None = None
 
     # ----------------------------------------------------------- auth
 
@@ -100,11 +124,14 @@ class Server:
             )
         )
         if members is None:
-            # Not cached yet: have every connection of the sender read it, and
-            # load the members for the others.
+            # Not cached yet: load the members, then push.
             self._publish_later(frame, stored, full, echo, device)
             return
         self.hub.publish_entry(frame.conversation, stored.seq, members, full, device, echo)
+        if self.bus is not None:
+            self.bus.publish(
+                Entry(conversation=frame.conversation, seq=stored.seq, recipients=list(members))
+            )
 
     def _publish_later(
         self, frame: frames.Send, stored: Stored, full: bytes, echo: bytes, device: DeviceId
@@ -113,20 +140,68 @@ class Server:
             with contextlib.suppress(Exception):
                 members = await self.hub.members(frame.conversation)
                 self.hub.publish_entry(frame.conversation, stored.seq, members, full, device, echo)
+                if self.bus is not None:
+                    self.bus.publish(
+                        Entry(
+                            conversation=frame.conversation,
+                            seq=stored.seq,
+                            recipients=list(members),
+                        )
+                    )
 
-        task = asyncio.get_running_loop().create_task(later())
+        self._spawn(later())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(coro)
         self._background.add(task)
         task.add_done_callback(self._background.discard)
 
+    def track_write(self, future: asyncio.Future[Stored]) -> None:
+        """A send on its way to the store: shutting down waits for it."""
+        self._writes.add(future)
+        future.add_done_callback(self._writes.discard)
+
+    async def wait_writes(self, timeout: float) -> None:
+        """Wait (at most ``timeout``) for the sends in flight, and what they publish."""
+        if self._writes:
+            await asyncio.wait(set(self._writes), timeout=timeout)
+        if self._background:
+            await asyncio.wait(set(self._background), timeout=timeout)
+
     def publish_state(self, appended: list[StateAppended], device: DeviceId) -> None:
         for entry in appended:
-            self.hub.set_members(entry.event.conversation, entry.members)
+            conversation = entry.event.conversation
+            self.hub.set_members(conversation, entry.members, entry.seq)
             frame = encode(
-                frames.State(
-                    conversation=entry.event.conversation, seq=entry.seq, event=entry.event
-                )
+                frames.State(conversation=conversation, seq=entry.seq, event=entry.event)
             )
-            self.hub.publish_entry(entry.event.conversation, entry.seq, entry.recipients, frame)
+            self.hub.publish_entry(conversation, entry.seq, entry.recipients, frame)
+            if self.bus is not None:
+                self.bus.publish(
+                    Entry(
+                        conversation=conversation,
+                        seq=entry.seq,
+                        recipients=list(entry.recipients),
+                        members=list(entry.members),
+                    )
+                )
+
+    def publish_queue(self, entries: list[QueueEntry]) -> None:
+        """To-device messages were queued."""
+        for entry in entries:
+            self.hub.publish_queue(entry.device, entry.seq, queue_frame(entry))
+        if self.bus is not None and entries:
+            self.bus.publish(Queued(devices=list(dict.fromkeys(e.device for e in entries))))
+
+    def publish_ephemeral(
+        self, recipients: frozenset[UserId], frame: bytes, skip: DeviceId | None
+    ) -> None:
+        """A frame that is not stored (typing): to connected devices only."""
+        self.hub.publish_ephemeral(recipients, frame, skip)
+        if self.bus is not None:
+            self.bus.publish(
+                Ephemeral(recipients=list(recipients), frame=msgspec.Raw(frame), skip=skip)
+            )
 
     async def do_append_state(self, event: StateEvent, device: DeviceId) -> int:
         appended = await self.store.append_state(event, device, self.clock.now_ms())
@@ -135,10 +210,72 @@ class Server:
 
     def notify_keys_changed(self, devices: list[DeviceId]) -> None:
         self.hub.wake_queues(devices)
+        if self.bus is not None and devices:
+            self.bus.publish(Queued(devices=list(devices)))
 
     async def do_remove_device(self, user: UserId, device: DeviceId) -> bool:
         found, notified = await self.store.remove_device(user, device, self.clock.now_ms())
         if found:
+            if self.bus is not None:
+                self.bus.publish(DeviceRemoved(device=device))
             await self.hub.close_device(device, CLOSE_UNAUTHORIZED, "device removed")
             self.notify_keys_changed(notified)
         return found
+
+    # ----------------------------------------------------------- other nodes
+
+    def receive(self, node: str, notices: list[AnyNotice]) -> None:
+        """Apply another node's notices to the devices connected here."""
+        hub = self.hub
+        for notice in notices:
+            if isinstance(notice, Entry):
+                if notice.members is not None:
+                    hub.set_members(notice.conversation, frozenset(notice.members), notice.seq)
+                hub.wake_entry(notice.conversation, notice.seq, notice.recipients)
+            elif isinstance(notice, Queued):
+                hub.wake_queues(notice.devices)
+            elif isinstance(notice, Ephemeral):
+                hub.publish_ephemeral(notice.recipients, bytes(notice.frame), notice.skip)
+            elif isinstance(notice, DeviceRemoved):
+                if notice.device in hub.by_device:
+                    self._spawn(
+                        hub.close_device(notice.device, CLOSE_UNAUTHORIZED, "device removed")
+                    )
+            elif isinstance(notice, Resync):
+                log.info("node %s may have lost notices: re-reading", node)
+                self.resync()
+
+    def resync(self) -> None:
+        """Notices may have been lost: re-read what connected devices may lack."""
+        self.hub.resync()
+        self._spawn(self.recheck())
+
+    async def recheck(self) -> None:
+        """The safety net under the bus: ask the store which connected devices
+        have entries they were not sent, and wake those connections."""
+        conns = self.hub.connections()
+        if not conns:
+            return
+        try:
+            logs, queues = await self.store.pending_heads([c.device for c in conns])
+        except ProtocolError as exc:
+            log.info("re-check skipped: %s", exc.message)
+            return
+        by_device = self.hub.by_device
+        for device, conversation, seq in logs:
+            conn = by_device.get(device)
+            if conn is not None:
+                conn.notice(conversation, seq)
+        for device, seq in queues:
+            conn = by_device.get(device)
+            if conn is not None:
+                conn.notice_queue(seq)
+
+    async def recheck_forever(self, interval: float) -> None:
+        while True:
+            # jitter spreads the nodes' re-checks over the interval
+            await asyncio.sleep(interval * random.uniform(0.8, 1.2))  # noqa: S311 - not a secret
+            try:
+                await self.recheck()
+            except Exception:
+                log.exception("re-check failed")

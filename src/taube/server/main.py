@@ -29,6 +29,11 @@ def parser() -> argparse.ArgumentParser:
         " file (default <data-dir>/taube.db)",
     )
     p.add_argument(
+        "--bus",
+        help="redis://host:6379/0 to wake other nodes through Redis (default: in-process,"
+        " one node)",
+    )
+    p.add_argument(
         "--print-config", action="store_true", help="print the effective configuration and exit"
     )
     return p
@@ -46,6 +51,8 @@ def main(argv: list[str]) -> int:
         overrides["server"] = server
     if args.database is not None:
         overrides["storage"] = {"database": args.database}
+    if args.bus is not None:
+        overrides["bus"] = {"url": args.bus}
     try:
         config = load(args.config, overrides=overrides or None)
     except ConfigError as exc:

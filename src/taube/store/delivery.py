@@ -161,6 +161,35 @@ async def device_cursors(tx: Tx, device: DeviceId) -> list[Cursor]:
     ]
 
 
+#: an upper bound for ``seq`` where a cursor has no ``until_seq``
+_NO_LIMIT = (1 << 63) - 1
+
+
+async def pending_heads(
+    tx: Tx, devices: list[DeviceId]
+) -> list[tuple[DeviceId, ConversationId, int]]:
+    """For each of ``devices`` and each conversation where entries past its
+    cursor exist (up to its ``until_seq``): the last such entry's seq.
+
+    The re-check behind the bus asks this every few seconds for every device
+    connected to a node; each cursor costs one descent of the log's index.
+    """
+    if not devices:
+        return []
+    marks = ", ".join("?" * len(devices))
+    rows = await tx.fetchall(
+        "SELECT device, conversation, head FROM ("
+        " SELECT c.device AS device, c.conversation AS conversation, c.seq AS seq,"
+        "  (SELECT MAX(l.seq) FROM log l WHERE l.conversation = c.conversation"
+        "   AND l.seq <= COALESCE(c.until_seq, ?)) AS head"
+        f" FROM cursors c WHERE c.device IN ({marks})"
+        ") AS pending WHERE head > seq",
+        _NO_LIMIT,
+        *devices,
+    )
+    return [(DeviceId(r[0]), ConversationId(r[1]), int(r[2])) for r in rows]
+
+
 async def device_cursor(tx: Tx, device: DeviceId, conversation: ConversationId) -> Cursor | None:
     row = await tx.fetchone(
         "SELECT seq, until_seq FROM cursors WHERE device = ? AND conversation = ?",
@@ -211,7 +240,15 @@ async def ack(tx: Tx, acks: list[tuple[DeviceId, ConversationId, int]]) -> list[
     """Advance cursors (never backwards, never past the head), then prune.
 
     Returns the blobs whose last reference went away (their files go next).
+
+    Each conversation's row is locked first (in a fixed order): two nodes
+    writing the acks of different devices at the same time would otherwise
+    each miss the other's cursor and neither would prune.
     """
+    for conversation in sorted({c for _, c, _ in acks}):
+        await tx.fetchone(
+            "SELECT seq FROM conversations WHERE conversation = ? FOR UPDATE", conversation
+        )
     touched: set[ConversationId] = set()
     for device, conversation, seq in acks:
         await tx.execute(

@@ -116,6 +116,25 @@ def _translated_errors() -> Iterator[None]:
         raise StoreUnavailable("concurrent update, retry") from exc
 
 
+#: what reaching a database that is down, restarting or shutting down raises
+_UNREACHABLE = (
+    OSError,
+    TimeoutError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.InterfaceError,
+    asyncpg.exceptions.OperatorInterventionError,
+)
+
+
+def _is_closed(conn: Any) -> bool:
+    """Whether the connection is gone (a pool proxy whose connection was lost
+    is detached, and says so by raising)."""
+    try:
+        return bool(conn.is_closed())
+    except asyncpg.InterfaceError:
+        return True
+
+
 class _JobFailed(Exception):
     """A job raised in a batch run without savepoints: run it again with them."""
 
@@ -283,7 +302,7 @@ class PostgresEngine:
                 try:
                     value = await fn(tx, *args)
                 except Exception as exc:
-                    if conn.is_closed():
+                    if _is_closed(conn):
                         raise
                     raise _JobFailed from exc
                 results.append((future, True, value))
@@ -311,7 +330,7 @@ class PostgresEngine:
                     except (ProtocolError, IntegrityError) as exc:
                         results.append((future, False, exc))
                     except Exception as exc:
-                        if conn.is_closed():
+                        if _is_closed(conn):
                             raise
                         log.exception("store job %s failed", getattr(fn, "__name__", fn))
                         results.append((future, False, exc))
@@ -326,7 +345,10 @@ class PostgresEngine:
     async def _drop_connection(self) -> None:
         conn, self._conn = self._conn, None
         if conn is not None:
-            conn.terminate()
+            # A connection the server closed may already be detached from the
+            # pool (its proxy then refuses every call): nothing left to do.
+            with contextlib.suppress(Exception):
+                conn.terminate()
             with contextlib.suppress(Exception):
                 await self._pool.release(conn)
 
@@ -339,7 +361,7 @@ class PostgresEngine:
         try:
             async with self._pool.acquire() as conn:
                 yield conn
-        except (OSError, asyncpg.PostgresConnectionError, asyncpg.InterfaceError) as exc:
+        except _UNREACHABLE as exc:
             raise StoreUnavailable(f"storage error: {type(exc).__name__}") from exc
 
     async def read(self, fn: Callable[[Tx, *Ts], Coroutine[Any, Any, T]], *args: *Ts) -> T:

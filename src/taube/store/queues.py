@@ -102,3 +102,16 @@ async def fetch_queue(tx: Tx, device: DeviceId, after: int, limit: int) -> list[
 
 async def ack_queue(tx: Tx, device: DeviceId, seq: int) -> int:
     return await tx.execute("DELETE FROM device_queue WHERE device = ? AND seq <= ?", device, seq)
+
+
+async def queue_heads(tx: Tx, devices: list[DeviceId]) -> list[tuple[DeviceId, int]]:
+    """The last queued entry of each of ``devices`` that has any (acknowledged
+    entries are deleted, so these are all waiting)."""
+    if not devices:
+        return []
+    marks = ", ".join("?" * len(devices))
+    rows = await tx.fetchall(
+        f"SELECT device, MAX(seq) FROM device_queue WHERE device IN ({marks}) GROUP BY device",
+        *devices,
+    )
+    return [(DeviceId(r[0]), int(r[1])) for r in rows]

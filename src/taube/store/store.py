@@ -26,6 +26,9 @@ from taube.store.sql import Engine, is_postgres_url
 
 log = logging.getLogger(__name__)
 
+#: devices per query when asking what they have waiting
+HEADS_CHUNK = 500
+
 
 class Store:
     def __init__(self, engine: Engine, blob_store: BlobStore) -> None:
@@ -251,6 +254,19 @@ class Store:
     ) -> list[delivery.LogEntry]:
         """Entries after ``after`` (up to ``until``), without expired ones if ``now`` is given."""
         return await self.engine.read(delivery.fetch_log, conversation, after, until, limit, now)
+
+    async def pending_heads(
+        self, devices: list[DeviceId]
+    ) -> tuple[list[tuple[DeviceId, ConversationId, int]], list[tuple[DeviceId, int]]]:
+        """What ``devices`` have waiting: per conversation past their cursors,
+        the last entry's seq; per device queue, the last entry's seq."""
+        logs: list[tuple[DeviceId, ConversationId, int]] = []
+        queued: list[tuple[DeviceId, int]] = []
+        for start in range(0, len(devices), HEADS_CHUNK):
+            chunk = devices[start : start + HEADS_CHUNK]
+            logs += await self.engine.read(delivery.pending_heads, chunk)
+            queued += await self.engine.read(queues.queue_heads, chunk)
+        return logs, queued
 
     async def ack(self, acks: list[tuple[DeviceId, ConversationId, int]]) -> None:
         await self._free(await self.engine.write(delivery.ack, acks))

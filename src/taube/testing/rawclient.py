@@ -296,6 +296,7 @@ class RawClient:
         assert self.ws is not None
         assert self.closed is not None
         reason = ""
+        code: int | None = None
         try:
             while True:
                 msg = await self.ws.receive()
@@ -303,7 +304,7 @@ class RawClient:
                     await self._on_frame(decode_server_frame(msg.data))
                     self.changed.set()
                 elif msg.type is aiohttp.WSMsgType.CLOSE:
-                    reason = str(msg.extra or "")
+                    code, reason = int(msg.data), str(msg.extra or "")
                     break
                 elif msg.type in (
                     aiohttp.WSMsgType.CLOSING,
@@ -313,7 +314,8 @@ class RawClient:
                     break
         finally:
             if not self.closed.done():
-                self.closed.set_result((self.ws.close_code, reason))
+                # the code the server sent, else what aiohttp saw
+                self.closed.set_result((code or self.ws.close_code, reason))
             self.changed.set()
 
     async def _on_frame(self, frame: frames.ServerFrame) -> None:
@@ -325,15 +327,21 @@ class RawClient:
                 self.seen[frame.conversation].add(frame.seq)
                 self.entries[frame.conversation].append(frame)
             if self.auto_ack:
-                await self.send_frame(frames.Ack(conversation=frame.conversation, seq=frame.seq))
+                await self._ack(frames.Ack(conversation=frame.conversation, seq=frame.seq))
         elif isinstance(frame, (frames.ToDevice, frames.KeysChanged)):
             self.queue.append(frame)
             if self.auto_ack:
-                await self.send_frame(frames.ToDeviceAck(seq=frame.seq))
+                await self._ack(frames.ToDeviceAck(seq=frame.seq))
         elif isinstance(frame, frames.QueueEmpty):
             self.queue_empty += 1
         else:
             self.others.append(frame)
+
+    async def _ack(self, frame: frames.Ack | frames.ToDeviceAck) -> None:
+        """Acknowledge; on a connection that is closing the ack is lost (the
+        server sends the entry again), and the close frame is still to be read."""
+        with contextlib.suppress(ConnectionError, aiohttp.ClientError):
+            await self.send_frame(frame)
 
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):

@@ -9,6 +9,7 @@ from aiohttp import web
 
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.server.context import Server
+from taube.server.proxies import client_ip
 from taube.store.accounts import DeviceAuth
 
 
@@ -30,4 +31,9 @@ class Call:
 
     @property
     def ip(self) -> str:
-        return self.request.remote or "unknown"
+        """The client's address (from ``X-Forwarded-For`` behind a trusted proxy)."""
+        return client_ip(
+            self.request.remote,
+            self.request.headers.get("X-Forwarded-For"),
+            self.srv.trusted_proxies,
+        )

@@ -22,6 +22,7 @@ from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.ids import ConversationId, DeviceId, UserId
 from taube.server.frames import log_frame, queue_frame
 from taube.store.delivery import Stored
+from taube.store.errors import StoreUnavailable
 
 if TYPE_CHECKING:
     from taube.server.context import Server
@@ -112,6 +113,25 @@ class Connection:
             self.dirty.add(conversation)
             self.wake.set()
 
+    def notice(self, conversation: ConversationId, seq: int) -> None:
+        """Entries up to ``seq`` exist (another node, or the re-check, says so)."""
+        if self.closed:
+            return
+        have = self.delivered.get(conversation)
+        if have is None or seq > have:
+            self.dirty.add(conversation)
+            self.wake.set()
+
+    def notice_queue(self, seq: int) -> None:
+        if not self.closed and seq > self.queue_sent:
+            self.queue_dirty()
+
+    def resync(self) -> None:
+        """Wake-ups may have been lost: re-read every cursor and the queue."""
+        for conversation in list(self.delivered):
+            self.forget(conversation)
+        self.queue_dirty()
+
     def offer_queue(self, seq: int, frame: bytes) -> None:
         if self.closed or seq <= self.queue_sent:
             return
@@ -135,9 +155,20 @@ class Connection:
 
     async def pump(self) -> None:
         """Send backlogs: everything at first (then ``queue.empty``), later
-        whatever live pushes could not carry."""
-        await self.srv.acks.settle(self.device)
-        for cursor in await self.srv.store.device_cursors(self.device):
+        whatever live pushes could not carry.
+
+        While the store is unavailable (the database restarts) the pump
+        waits and tries again; what it could not read stays dirty."""
+        while not self.closed:
+            try:
+                await self.srv.acks.settle(self.device)
+                cursors = await self.srv.store.device_cursors(self.device)
+                break
+            except StoreUnavailable as exc:
+                await self._store_wait(exc)
+        else:
+            return
+        for cursor in cursors:
             self.delivered[cursor.conversation] = cursor.seq
             self.until[cursor.conversation] = cursor.until_seq
             self.dirty.add(cursor.conversation)
@@ -149,6 +180,9 @@ class Connection:
                 self.draining = conversation
                 try:
                     await self._drain(conversation)
+                except StoreUnavailable as exc:
+                    self.dirty.add(conversation)
+                    await self._store_wait(exc)
                 finally:
                     self.draining = None
             if self.queue_wanted and not self.closed:
@@ -156,6 +190,9 @@ class Connection:
                 self.queue_draining = True
                 try:
                     await self._drain_queue()
+                except StoreUnavailable as exc:
+                    self.queue_wanted = True
+                    await self._store_wait(exc)
                 finally:
                     self.queue_draining = False
             if first and not self.dirty and not self.queue_wanted:
@@ -164,6 +201,10 @@ class Connection:
             if not self.dirty and not self.queue_wanted:
                 self.wake.clear()
                 await self.wake.wait()
+
+    async def _store_wait(self, exc: StoreUnavailable) -> None:
+        log.info("device %s waits for the store: %s", self.device, exc.message)
+        await asyncio.sleep(exc.retry_after or 1.0)
 
     async def _drain(self, conversation: ConversationId) -> None:
         store = self.srv.store
@@ -222,7 +263,7 @@ class Connection:
             self.inflight_room.clear()
             await self.inflight_room.wait()
         srv = self.srv
-        if self.user not in await srv.hub.members(frame.conversation):
+        if not await srv.hub.is_member(frame.conversation, self.user):
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
         future = srv.store.send_message(
             self.user,
@@ -236,6 +277,7 @@ class Connection:
         )
         self.inflight += 1
         future.add_done_callback(lambda done: self._stored(frame, done))
+        srv.track_write(future)
 
     def _stored(self, frame: frames.Send, done: asyncio.Future[Stored]) -> None:
         self.inflight -= 1
@@ -282,8 +324,7 @@ class Connection:
             srv.clock.now_ms(),
         )
         if not duplicate:
-            for entry in entries:
-                srv.hub.publish_queue(entry.device, entry.seq, queue_frame(entry))
+            srv.publish_queue(entries)
         self.send(frames.ToDeviceSent(id=frame.id))
 
     async def _ack_queue(self, frame: frames.ToDeviceAck) -> None:
@@ -295,7 +336,7 @@ class Connection:
             event = frames.TypingEvent(
                 conversation=frame.conversation, user=self.user, active=frame.active
             )
-            self.srv.hub.publish_ephemeral(members, encode(event), skip=self.device)
+            self.srv.publish_ephemeral(members, encode(event), skip=self.device)
 
     # ----------------------------------------------------------- closing
 

@@ -3,7 +3,8 @@
 Close codes: 4400 bad protocol version, 4401 not authenticated (no hello in
 time, bad token, device removed), 4409 replaced by a newer connection of the
 same device, 4429 sends without reading (too far behind), 1001 server
-shutting down, 1009 frame over the hard limit.
+shutting down (connect again: another node takes over), 1009 frame over the
+hard limit, 1013 try again later (the database is unavailable).
 """
 
 from __future__ import annotations
@@ -27,6 +28,15 @@ from taube.store.accounts import DeviceAuth
 log = logging.getLogger(__name__)
 
 CLOSE_PROTOCOL = 4400
+CLOSE_TRY_AGAIN = 1013
+
+
+def _close_code(exc: ProtocolError) -> int:
+    if exc.code is ErrorCode.PROTOCOL_VERSION:
+        return CLOSE_PROTOCOL
+    if exc.code is ErrorCode.UNAVAILABLE:
+        return CLOSE_TRY_AGAIN
+    return CLOSE_UNAUTHORIZED
 
 
 def origin_allowed(request: web.Request, srv: Server) -> bool:
@@ -57,13 +67,15 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     try:
         auth = await _hello(srv, ws)
+        if auth is not None:
+            touched = srv.clock.now_ms()
+            await srv.store.touch_device(auth.device, touched, srv.token_expiry(touched))
     except ProtocolError as exc:
-        code = CLOSE_PROTOCOL if exc.code is ErrorCode.PROTOCOL_VERSION else CLOSE_UNAUTHORIZED
         with contextlib.suppress(Exception):
             await ws.send_frame(
                 encode(frames.Error(code=exc.code, message=exc.message)), WSMsgType.TEXT
             )
-            await ws.close(code=code, message=exc.message.encode())
+            await ws.close(code=_close_code(exc), message=exc.message.encode())
         return ws
     if auth is None:
         return ws
@@ -71,8 +83,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     old = srv.hub.attach(conn)
     if old is not None:
         await old.close(CLOSE_REPLACED, "replaced by a newer connection")
+    log.debug("device %s connected", auth.device)
     now = srv.clock.now_ms()
-    await srv.store.touch_device(auth.device, now, srv.token_expiry(now))
     conn.send(
         frames.Welcome(
             protocol=PROTOCOL_VERSION, user=auth.user, device=auth.device, server_time_ms=now
