@@ -42,27 +42,6 @@ async def refused(call: Awaitable[Any]) -> HttpError:
     return caught.value
 
 
-def is_open(client: RawClient) -> bool:
-    """The client's WebSocket is still being read (the server has not closed it)."""
-    return client.reader is not None and not client.reader.done()
-
-
-async def wait_closed(client: RawClient, timeout: float = 10.0) -> int | None:
-    """Wait until the server has closed ``client``'s WebSocket; its close code.
-
-    Waits for ``client.closed`` or for the end of the client's reader, and
-    reads the code off the socket, so it works with either.
-    """
-    assert client.closed is not None
-    assert client.reader is not None
-    assert client.ws is not None
-    ws = client.ws
-    waits: set[asyncio.Future[Any]] = {client.closed, client.reader}
-    done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    assert done, f"the socket was not closed within {timeout} s"
-    return ws.close_code
-
-
 async def devices(client: RawClient) -> dict[str, dict[str, Any]]:
     listed = await client.request("GET", "/api/v1/devices")
     return {d["device"]: d for d in listed["devices"]}
@@ -73,7 +52,7 @@ async def hello_refused(client: RawClient) -> int | None:
     client.others.clear()
     await client.connect(hello=False)
     await client.send_frame(frames.Hello(protocol=PROTOCOL_VERSION, token=client.token))
-    code = await wait_closed(client)
+    code = await client.wait_closed()
     assert [e.code for e in client.errors()] == [ErrorCode.UNAUTHORIZED]
     await client.disconnect()
     return code
@@ -163,7 +142,7 @@ async def test_login_creates_a_new_device(
     # both tokens work, at once, on the WebSocket too
     await first.connect()
     await second.connect()
-    assert is_open(first)
+    assert first.is_open
 
 
 async def test_unknown_user_and_wrong_password_look_the_same(
@@ -269,11 +248,11 @@ async def test_remove_device(
     assert (error.status, error.code) == (400, ErrorCode.BAD_REQUEST)
     assert laptop.device in await devices(alice)
     await asyncio.sleep(0.1)
-    assert is_open(laptop)
+    assert laptop.is_open
 
     # the right password: gone, and its socket closes within a second
     await remove(alice.password)
-    assert await wait_closed(laptop, timeout=1.0) == 4401
+    assert await laptop.wait_closed(timeout=1.0) == 4401
     assert set(await devices(alice)) == {alice.device}
     error = await refused(laptop.request("GET", "/api/v1/devices"))
     assert (error.status, error.code) == (401, ErrorCode.UNAUTHORIZED)
@@ -297,7 +276,7 @@ async def test_remove_device(
         assert (error.status, error.code) == (404, ErrorCode.NOT_FOUND)
     assert list(await devices(bob)) == [bob.device]
     # the remaining device carries on
-    assert is_open(alice)
+    assert alice.is_open
     await alice.request("GET", "/api/v1/devices")
 
 
@@ -306,7 +285,7 @@ async def test_remove_own_device(shared_server: ServerProcess, clients: Clients)
     await alice.request(
         "DELETE", f"/api/v1/devices/{alice.device}", http.RemoveDevice(password=alice.password)
     )
-    assert await wait_closed(alice, timeout=1.0) == 4401
+    assert await alice.wait_closed(timeout=1.0) == 4401
     error = await refused(alice.request("GET", "/api/v1/devices"))
     assert (error.status, error.code) == (401, ErrorCode.UNAUTHORIZED)
 
@@ -317,7 +296,7 @@ async def test_logout(shared_server: ServerProcess, clients: Clients, raw_client
     await phone.login()
     await phone.connect()
     await phone.request("DELETE", "/api/v1/sessions/current")
-    assert await wait_closed(phone, timeout=1.0) == 4401
+    assert await phone.wait_closed(timeout=1.0) == 4401
     error = await refused(phone.request("GET", "/api/v1/devices"))
     assert (error.status, error.code) == (401, ErrorCode.UNAUTHORIZED)
     error = await refused(phone.request("DELETE", "/api/v1/sessions/current"))
@@ -325,7 +304,7 @@ async def test_logout(shared_server: ServerProcess, clients: Clients, raw_client
     assert await hello_refused(phone) == 4401
     # the other device is unaffected
     assert set(await devices(alice)) == {alice.device}
-    assert is_open(alice)
+    assert alice.is_open
     # logging in again is a new device
     await phone.login()
     assert set(await devices(alice)) == {alice.device, phone.device}

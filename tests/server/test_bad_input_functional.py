@@ -73,27 +73,6 @@ async def pair(make: Make) -> tuple[RawClient, RawClient, ConversationId]:
     return alice, bob, conversation
 
 
-def is_open(client: RawClient) -> bool:
-    """The client's WebSocket is still being read (the server has not closed it)."""
-    return client.reader is not None and not client.reader.done()
-
-
-async def wait_closed(client: RawClient, timeout: float = 10.0) -> int | None:
-    """Wait until the server has closed ``client``'s WebSocket; its close code.
-
-    Waits for ``client.closed`` or for the end of the client's reader, and
-    reads the code off the socket, so it works with either.
-    """
-    assert client.closed is not None
-    assert client.reader is not None
-    assert client.ws is not None
-    ws = client.ws
-    waits: set[asyncio.Future[Any]] = {client.closed, client.reader}
-    done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    assert done, f"the socket was not closed within {timeout} s"
-    return ws.close_code
-
-
 def zero_key() -> str:
     return b64encode(bytes(32))
 
@@ -163,7 +142,7 @@ async def test_malformed_json_frame(shared_server: ServerProcess, clients: Clien
         assert error.code is ErrorCode.BAD_REQUEST, garbage
         assert error.message
     assert await conversation_seq(alice, conversation) == seq
-    assert is_open(alice)
+    assert alice.is_open
     await still_serving(alice, bob, conversation)
 
 
@@ -237,7 +216,7 @@ async def test_oversize_frame(tmp_path: Path, clients: Clients) -> None:
         assert "4096" in error.message
         # the connection stays open and the frame was not stored
         await asyncio.sleep(0.1)
-        assert is_open(alice)
+        assert alice.is_open
         assert await conversation_seq(alice, conversation) == seq
         assert db_rows(server, "SELECT * FROM sent WHERE msg_id = ?", (msg_id,)) == []
         await still_serving(alice, bob, conversation)
@@ -256,7 +235,7 @@ async def test_frame_far_over_the_limit_closes_the_socket(tmp_path: Path, client
                 conversation=conversation, id=new_message_id(), body=seal(os.urandom(64 * 1024))
             )
         )
-        assert await wait_closed(alice) == 1009
+        assert await alice.wait_closed() == 1009
         assert await conversation_seq(alice, conversation) == seq
         # the device can come back and carry on
         await alice.connect()
@@ -414,7 +393,7 @@ async def _ws_refused(client: RawClient, hello: Any) -> tuple[int | None, list[f
         await client.send_raw(hello)
     else:
         await client.send_frame(hello)
-    code = await wait_closed(client)
+    code = await client.wait_closed()
     return code, client.errors()
 
 
@@ -533,7 +512,7 @@ async def test_no_hello_in_time(tmp_path: Path, clients: Clients) -> None:
     with ServerProcess(tmp_path / "s", env=env) as server:
         alice = await clients(server)("alice", connect=False)
         await alice.connect(hello=False)
-        assert await wait_closed(alice) == 4401
+        assert await alice.wait_closed() == 4401
         assert [e.code for e in alice.errors()] == [ErrorCode.UNAUTHORIZED]
         await alice.disconnect()
         alice.others.clear()
@@ -1004,7 +983,7 @@ async def test_websocket_frame_rate_limit(tmp_path: Path, clients: Clients) -> N
         assert all(e.retry_after is not None and e.retry_after > 0 for e in limited)
         assert all(e.code is ErrorCode.RATE_LIMITED for e in alice.errors())
         # the connection survives; once the bucket refills, frames go through again
-        assert is_open(alice)
+        assert alice.is_open
         await asyncio.sleep(1.2)
         await still_serving(alice, bob, conversation)
-        assert is_open(alice)
+        assert alice.is_open

@@ -343,6 +343,22 @@ class RawClient:
         with contextlib.suppress(ConnectionError, aiohttp.ClientError):
             await self.send_frame(frame)
 
+    @property
+    def is_open(self) -> bool:
+        """The WebSocket is still being read (the server has not closed it)."""
+        return self.reader is not None and not self.reader.done()
+
+    async def wait_closed(self, timeout: float = 10.0) -> int | None:
+        """Wait until the server has closed the WebSocket; its close code."""
+        assert self.closed is not None
+        assert self.reader is not None
+        assert self.ws is not None
+        ws = self.ws
+        waits: set[asyncio.Future[Any]] = {self.closed, self.reader}
+        done, _ = await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+        assert done, f"the socket was not closed within {timeout} s"
+        return ws.close_code
+
     async def wait_for(self, predicate: Callable[[], bool], timeout: float = 10.0) -> None:
         async with asyncio.timeout(timeout):
             while not predicate():
