@@ -185,3 +185,13 @@ def bus_env(redis_url: str) -> dict[str, str]:
     """Server settings for a bus of this test's own: a random channel prefix
     on the shared Redis (pub/sub channels ignore the database number)."""
     return {"TAUBE_BUS_URL": redis_url, "TAUBE_BUS_CHANNEL": f"taube-test-{secrets.token_hex(6)}"}
+
+
+async def exchange_both_ways(alice: RawClient, bob: RawClient, conversation: str) -> None:
+    """Alice and Bob each send one message and each receives the other's."""
+    await alice.send(conversation, b"hello bob")
+    await bob.send(conversation, b"hello alice")
+    await bob.wait_for(lambda: len(bob.texts(conversation)) == 1)
+    await alice.wait_for(lambda: len(alice.texts(conversation)) == 1)
+    assert bob.texts(conversation) == [b"hello bob"]
+    assert alice.texts(conversation) == [b"hello alice"]

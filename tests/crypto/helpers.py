@@ -11,6 +11,7 @@ from taube.crypto import (
     InboundGroupStore,
     MessagePayload,
     OlmMachine,
+    ToDevicePayload,
     VerifiedDevice,
     verify_device,
 )
@@ -78,4 +79,17 @@ def message(sender: Device, n: int, text: str = "hi") -> MessagePayload:
         message_id=message_id(n),
         type="text",
         content={"body": text},
+    )
+
+
+def to_device_payload(sender: Device, recipient: Device, type_: str = "x") -> ToDevicePayload:
+    """The payload ``sender`` addresses to ``recipient`` (not yet encrypted)."""
+    return ToDevicePayload(
+        sender=sender.user,
+        sender_device=sender.device,
+        sender_key=sender.account.ed25519,
+        recipient=recipient.user,
+        recipient_device=recipient.device,
+        recipient_key=recipient.account.curve25519,
+        type=type_,
     )

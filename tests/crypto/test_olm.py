@@ -15,7 +15,6 @@ from taube.crypto import (
     DecryptionFailed,
     OlmCiphertext,
     OlmMachine,
-    ToDevicePayload,
     UnknownSession,
     UntrustedDevice,
     VerifiedDevice,
@@ -23,7 +22,7 @@ from taube.crypto import (
 )
 from taube.proto.signing import DOMAIN_ONE_TIME_KEY, b64decode, b64encode
 
-from .helpers import PICKLE_KEY, connect, make_device
+from .helpers import PICKLE_KEY, connect, make_device, to_device_payload
 
 LOW_ORDER = bytes.fromhex("e0eb7a7c3b41b8ae1656e3faf19fc46ada098deb9c32b1fd866205165f49b800")
 PLAINTEXTS = st.binary(max_size=2048)
@@ -298,15 +297,7 @@ def test_a_misrouted_to_device_message_is_refused() -> None:
     with pytest.raises(DecryptionFailed):
         bob2.olm.decrypt_to_device(alice.verified, body)
     # alice's (buggy or hostile) client encrypts to bob2 a payload meant for bob
-    payload = ToDevicePayload(
-        sender=alice.user,
-        sender_device=alice.device,
-        sender_key=alice.account.ed25519,
-        recipient=bob.user,
-        recipient_device=bob.device,
-        recipient_key=bob.account.curve25519,
-        type="x",
-    )
+    payload = to_device_payload(alice, bob)
     misrouted = alice.olm.encrypt(bob2.verified, encode_payload(payload)).to_body()
     with pytest.raises(BadPayload, match="another device"):
         bob2.olm.decrypt_to_device(alice.verified, misrouted)

@@ -23,7 +23,7 @@ from taube.crypto import (
 )
 from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
 
-from .helpers import CONVERSATION, OTHER_CONVERSATION, make_device, message_id
+from .helpers import CONVERSATION, OTHER_CONVERSATION, make_device, message_id, to_device_payload
 
 ALICE = UserId("alice@example.org")
 DEVICE = DeviceId("A" * 22)
@@ -107,15 +107,7 @@ def test_check_binding_refuses_each_mismatch(
 
 def test_to_device_binding_checks_every_field() -> None:
     alice, bob, carol = make_device(), make_device("bob@example.org"), make_device("carol@x.org")
-    good = ToDevicePayload(
-        sender=alice.user,
-        sender_device=alice.device,
-        sender_key=alice.account.ed25519,
-        recipient=bob.user,
-        recipient_device=bob.device,
-        recipient_key=bob.account.curve25519,
-        type="x",
-    )
+    good = to_device_payload(alice, bob)
     check_to_device_binding(good, alice.verified, bob.user, bob.device, bob.account.curve25519)
     wrong = {
         "sender": carol.user,

@@ -8,7 +8,7 @@ import functools
 from taube.proto import frames
 from taube.proto.ids import MessageId
 from taube.testing import RawClient, ServerProcess
-from tests.conftest import Clients, second_device
+from tests.conftest import Clients, exchange_both_ways, second_device
 
 
 def has_messages(client: RawClient, conversation: str, count: int) -> bool:
@@ -19,12 +19,7 @@ async def test_direct_chat_both_ways(shared_server: ServerProcess, clients: Clie
     make = clients(shared_server)
     alice, bob = await make("alice"), await make("bob")
     conversation = await alice.direct(bob.address)
-    await alice.send(conversation, b"hello bob")
-    await bob.send(conversation, b"hello alice")
-    await bob.wait_for(lambda: len(bob.texts(conversation)) == 1)
-    await alice.wait_for(lambda: len(alice.texts(conversation)) == 1)
-    assert bob.texts(conversation) == [b"hello bob"]
-    assert alice.texts(conversation) == [b"hello alice"]
+    await exchange_both_ways(alice, bob, conversation)
     # each side also sees its own send, as a body-less echo in the same order
     assert [m.body is None for m in alice.messages(conversation)] == [True, False]
     assert alice.duplicates == bob.duplicates == 0

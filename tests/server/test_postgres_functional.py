@@ -17,7 +17,7 @@ from pathlib import Path
 
 from taube.store.blobstore import CHUNK_BYTES
 from taube.testing import ServerProcess, seal
-from tests.conftest import ClientFactory
+from tests.conftest import ClientFactory, exchange_both_ways
 
 Clients = Callable[[ServerProcess], ClientFactory]
 
@@ -53,12 +53,7 @@ async def test_direct_chat_and_a_blob_on_postgres(
         make = clients(server)
         alice, bob = await make("alice"), await make("bob")
         conversation = await alice.direct(bob.address)
-        await alice.send(conversation, b"hello bob")
-        await bob.send(conversation, b"hello alice")
-        await bob.wait_for(lambda: len(bob.texts(conversation)) == 1)
-        await alice.wait_for(lambda: len(alice.texts(conversation)) == 1)
-        assert bob.texts(conversation) == [b"hello bob"]
-        assert alice.texts(conversation) == [b"hello alice"]
+        await exchange_both_ways(alice, bob, conversation)
 
         sealed = seal(os.urandom(2 * CHUNK_BYTES + 1000))  # three chunks
         blob = await alice.upload(sealed)
