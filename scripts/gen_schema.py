@@ -24,6 +24,9 @@ from taube.proto.schema import frames_schema, openapi
 from taube.proto.version import PROTOCOL_VERSION
 from taube.server.config import SECTION_TYPES, Config
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from gen_typescript import typescript
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -159,6 +162,7 @@ def outputs() -> dict[Path, str]:
         ROOT / "schema" / "frames.schema.json": _json(frames_schema()),
         ROOT / "docs" / "protocol-reference.md": reference(),
         ROOT / "docs" / "config-reference.md": config_reference(),
+        ROOT / "web" / "src" / "gen" / "proto.ts": typescript(),
     }
 
 

@@ -19,7 +19,7 @@ from taube.proto.codec import decode, encode
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.http import ErrorBody
 from taube.proto.schema import openapi
-from taube.server import logs
+from taube.server import logs, webapp
 from taube.server.clock import Clock, SystemClock
 from taube.server.config import Config, masked_url
 from taube.server.context import CLOSE_GOING_AWAY, Server
@@ -152,7 +152,7 @@ def create_app(srv: Server) -> web.Application:
         "/api/openapi.json",
         lambda _: _static(document, "application/json"),
     )
-    app.router.add_get("/", lambda _: _static(INDEX, "text/html"))
+    webapp.add_routes(app, INDEX)
     return app
 
 

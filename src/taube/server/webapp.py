@@ -1,0 +1,70 @@
+"""Serving the web app: the committed bundle in ``taube.webapp``.
+
+Files are read once at start-up and kept in memory (the bundle is small).
+Hashed assets are cached for a year; the page, the service worker and the
+manifest are revalidated on every load so an upgrade reaches users at once.
+The security headers (CSP and the rest) are added by the app's middleware
+to every response, these included.
+"""
+
+from __future__ import annotations
+
+import mimetypes
+from pathlib import Path
+
+from aiohttp import web
+
+from taube.webapp import DIST
+
+#: types the platform's table may lack or get wrong
+TYPES = {
+    ".js": "text/javascript",
+    ".mjs": "text/javascript",
+    ".css": "text/css",
+    ".wasm": "application/wasm",
+    ".webmanifest": "application/manifest+json",
+    ".svg": "image/svg+xml",
+    ".png": "image/png",
+    ".html": "text/html",
+    ".json": "application/json",
+}
+IMMUTABLE = "public, max-age=31536000, immutable"
+REVALIDATE = "no-cache"
+
+
+def _type_of(path: Path) -> str:
+    guessed = mimetypes.guess_type(path.name)[0]
+    return TYPES.get(path.suffix) or guessed or "application/octet-stream"
+
+
+def load(dist: Path = DIST) -> dict[str, tuple[bytes, str, str]]:
+    """URL path → (body, content type, cache policy) for every bundle file."""
+    files: dict[str, tuple[bytes, str, str]] = {}
+    if not dist.is_dir():
+        return files
+    for path in sorted(dist.rglob("*")):
+        if not path.is_file():
+            continue
+        url = "/" + path.relative_to(dist).as_posix()
+        cache = IMMUTABLE if url.startswith("/assets/") else REVALIDATE
+        files[url] = (path.read_bytes(), _type_of(path), cache)
+    if "/index.html" in files:
+        files["/"] = files["/index.html"]
+    return files
+
+
+def add_routes(app: web.Application, fallback: bytes) -> None:
+    """Serve the bundle at ``/``; without a bundle, ``fallback`` at ``/``."""
+    files = load()
+    if "/" not in files:
+        files["/"] = (fallback, "text/html", REVALIDATE)
+
+    async def serve(request: web.Request) -> web.Response:
+        found = files.get(request.path)
+        if found is None:
+            raise web.HTTPNotFound()
+        body, content_type, cache = found
+        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": cache})
+
+    for url in files:
+        app.router.add_get(url, serve)

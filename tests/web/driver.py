@@ -1,0 +1,107 @@
+"""Driving the web app as a person would: through its screens.
+
+Every helper finds elements by their ``data-testid`` (stable names the web
+app keeps for tests) and waits for what a user would wait for.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+
+from playwright.async_api import Locator, Page, expect
+
+from tests.web.conftest import PASSWORD, STEP_TIMEOUT_MS
+
+_names = itertools.count()
+
+
+def new_address(name: str) -> str:
+    return f"{name}{next(_names)}w{os.getpid()}@example.org"
+
+
+def tid(page: Page | Locator, name: str) -> Locator:
+    return page.locator(f'[data-testid="{name}"]')
+
+
+async def sign_up(page: Page, name: str, device: str = "Browser") -> tuple[str, str]:
+    """Create an account on this page; returns (address, recovery code)."""
+    address = new_address(name)
+    await tid(page, "tab-signup").click()
+    await tid(page, "signup-address").fill(address)
+    await tid(page, "signup-password").fill(PASSWORD)
+    await tid(page, "signup-device").fill(device)
+    await tid(page, "signup-submit").click()
+    code = (await tid(page, "recovery-code").inner_text(timeout=STEP_TIMEOUT_MS)).strip()
+    await tid(page, "recovery-stored").check()
+    await tid(page, "recovery-confirm").click()
+    await expect(tid(page, "new-chat")).to_be_visible()
+    return address, code
+
+
+async def log_in(page: Page, address: str, code: str, device: str = "Second browser") -> None:
+    await tid(page, "tab-login").click()
+    await tid(page, "login-address").fill(address)
+    await tid(page, "login-password").fill(PASSWORD)
+    await tid(page, "login-method-recovery").click()
+    await tid(page, "login-code").fill(code)
+    await tid(page, "login-device").fill(device)
+    await tid(page, "login-submit").click()
+    await expect(tid(page, "new-chat")).to_be_visible()
+
+
+async def start_chat(page: Page, address: str) -> None:
+    await tid(page, "new-chat").click()
+    await tid(page, "new-chat-address").fill(address)
+    await tid(page, "new-chat-submit").click()
+    await expect(tid(page, "chat")).to_be_visible()
+
+
+async def create_group(page: Page, title: str, members: list[str]) -> None:
+    await tid(page, "new-group").click()
+    await tid(page, "new-group-title").fill(title)
+    await tid(page, "new-group-members").fill(", ".join(members))
+    await tid(page, "new-group-submit").click()
+    await expect(tid(page, "chat-title")).to_have_text(title)
+
+
+async def open_conversation(page: Page, title: str) -> None:
+    """Open the conversation whose list entry shows ``title`` (waits for it)."""
+    item = tid(page, "conversation").filter(has=page.get_by_text(title, exact=True))
+    await item.first.click()
+    await expect(tid(page, "chat")).to_be_visible()
+
+
+async def send_text(page: Page, text: str) -> None:
+    composer = tid(page, "composer")
+    await composer.fill(text)
+    await composer.press("Enter")
+    await expect(message(page, text)).to_be_visible()
+
+
+def message(page: Page, text: str) -> Locator:
+    """The bubble that shows ``text``."""
+    return tid(page, "message").filter(has_text=text)
+
+
+async def message_action(page: Page, text: str, action: str) -> None:
+    """Open a message's menu and pick ``action`` (reply, copy, edit, delete)."""
+    bubble = message(page, text).first
+    await bubble.hover()
+    await tid(bubble, "message-menu").click()
+    await tid(page, f"menu-{action}").click()
+
+
+async def react(page: Page, text: str, emoji: str) -> None:
+    bubble = message(page, text).first
+    await bubble.hover()
+    await tid(bubble, "message-menu").click()
+    await page.locator(f'[data-testid="reaction-pick"][data-emoji="{emoji}"]').click()
+
+
+async def edit(page: Page, text: str, new_text: str) -> None:
+    await message_action(page, text, "edit")
+    box = tid(page, "edit-input")
+    await box.fill(new_text)
+    await box.press("Enter")
+    await expect(message(page, new_text)).to_be_visible()

@@ -1,0 +1,1404 @@
+// The client engine: the browser's port of taube.client.Client. It owns the
+// profile (IndexedDB), the keys, the live connection and the outbox, and
+// publishes what the screens show through the signals of model.ts.
+//
+// Guarantees, as in the SDK (DESIGN §6): a message is stored before it is
+// acknowledged (nothing lost), a message id is shown once however often it
+// arrives (nothing twice), and the outbox keeps what was typed until the
+// server confirmed it durable, across reloads and offline periods.
+import { computed, signal } from "@preact/signals";
+import { decryptAttachment, encryptAttachment, type AttachmentKey } from "../crypto/attachments";
+import { openBackup, newRecoveryCode, sealBackup } from "../crypto/backup";
+import { b64decode, b64encodePadded, fromUtf8, randomBytes, randomId, utf8 } from "../crypto/base64";
+import { CryptoError } from "../crypto/errors";
+import { acceptRoomKey, shareRoomKey } from "../crypto/keyshare";
+import { IdentityKeyPair, type VerifiedDevice } from "../crypto/keys";
+import { OutboundGroup } from "../crypto/megolm";
+import { initOlm } from "../crypto/olm";
+import { keyIdOf, newStateKey, sealState, unsealState } from "../crypto/statekey";
+import { formatSafetyNumber, safetyNumber, verificationQr } from "../crypto/verification";
+import {
+  MESSAGE_TYPE,
+  PROTOCOL_VERSION,
+  TO_DEVICE_TYPE,
+  type BlobCreated,
+  type ClaimResponse,
+  type ClientFrame,
+  type ConversationInfo,
+  type ConversationList,
+  type DeviceList,
+  type KeyBackup,
+  type Message as MessageFrame,
+  type MessagePayload,
+  type ServerFrame,
+  type Session as SessionBody,
+  type State as StateFrame,
+  type StateChain,
+  type StateContent,
+  type StateEvent,
+  type ToDevice as ToDeviceFrame,
+} from "../gen/proto";
+import { Api, ServerError } from "./api";
+import { checkSignature, newChain, signEvent, verifyChain } from "./chain";
+import { Db, type MessageRow, type OutboxRow } from "./db";
+import { Keys, type KeyChange } from "./keys";
+import type {
+  AttachmentEntry,
+  Client,
+  Connection,
+  Contact,
+  ConversationView,
+  DeviceView,
+  MessageView,
+  NewAccount,
+  Notice,
+  Role,
+  Session,
+  Settings,
+  Transfer,
+  Verification,
+} from "./model";
+import { applyEvent, type ConversationState } from "./state";
+import { Vault } from "./vault";
+
+/** Types that change another message (or a contact) instead of showing one. */
+const ANNOTATIONS = new Set<string>([
+  MESSAGE_TYPE.reaction,
+  MESSAGE_TYPE.edit,
+  MESSAGE_TYPE.delete,
+  MESSAGE_TYPE.receipt,
+  MESSAGE_TYPE.profile,
+  MESSAGE_TYPE.stateKey,
+  MESSAGE_TYPE.avatar,
+]);
+const SEND_TIMEOUT_MS = 15_000;
+const THUMBNAIL_SIZE = 320;
+const ADDRESS = /^[a-z0-9][a-z0-9._-]{0,63}@[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$/;
+
+export class ClientError extends Error {}
+
+export function parseAddress(text: string): string {
+  const address = text.trim().toLowerCase();
+  if (address.length > 320 || !ADDRESS.test(address)) throw new ClientError("an address looks like name@example.org");
+  return address;
+}
+
+interface Chain {
+  events: StateEvent[];
+  state: ConversationState;
+}
+
+interface Waiter {
+  resolve: (frame: ServerFrame) => void;
+  reject: (error: Error) => void;
+}
+
+const DEFAULT_SETTINGS: Settings = { theme: "system", notifications: false, name: "" };
+
+export class Engine implements Client {
+  // ---------------------------------------------------------------- signals
+  private readonly sessionSig = signal<Session | null>(null);
+  private readonly connectionSig = signal<Connection>("offline");
+  private readonly openSig = signal<string | null>(null);
+  /** bumped on every change of messages or conversations */
+  private readonly version = signal(0);
+  private readonly noticesSig = signal<Notice[]>([]);
+  private readonly contactsSig = signal<Record<string, Contact>>({});
+  private readonly transfersSig = signal<Transfer[]>([]);
+  private readonly verificationSig = signal<Verification | null>(null);
+  private readonly settingsSig = signal<Settings>(DEFAULT_SETTINGS);
+  private readonly errorSig = signal<string | null>(null);
+  private readonly typingSig = signal<Record<string, string[]>>({});
+
+  readonly state = {
+    session: this.sessionSig,
+    connection: this.connectionSig,
+    conversations: computed(() => {
+      void this.version.value;
+      void this.typingSig.value;
+      void this.contactsSig.value;
+      return this.conversationViews();
+    }),
+    messages: computed(() => {
+      void this.version.value;
+      const open = this.openSig.value;
+      return open ? this.history(open) : [];
+    }),
+    notices: computed(() => {
+      const open = this.openSig.value;
+      return this.noticesSig.value.filter((n) => n.conversation === open);
+    }),
+    contacts: this.contactsSig,
+    transfers: this.transfersSig,
+    verification: this.verificationSig,
+    settings: this.settingsSig,
+    error: this.errorSig,
+  };
+
+  // ---------------------------------------------------------------- internals
+  private keys: Keys | null = null;
+  private readonly chains = new Map<string, Chain>();
+  private readonly rows = new Map<string, MessageRow[]>();
+  private readonly read = new Map<string, number>();
+  private readonly stateKeys = new Map<string, { current: string; keys: Record<string, string> }>();
+  private readonly urls = new Map<string, string>();
+  private readonly titles = new Map<string, string | null>();
+  private readonly avatars = new Map<string, string | null>();
+  private order = Date.now() * 1000;
+  private ws: WebSocket | null = null;
+  private closing = false;
+  private backoffMs = 200;
+  private readonly waiting = new Map<string, Waiter>();
+  private frames: Promise<void> = Promise.resolve();
+  private outboxRunning = false;
+  private outboxAgain = false;
+  private queueEmpty: (() => void)[] = [];
+  private typingTimers = new Map<string, number>();
+
+  private constructor(
+    private readonly db: Db,
+    private readonly vault: Vault,
+    private readonly api: Api,
+  ) {}
+
+  static async create(): Promise<Engine> {
+    await initOlm();
+    const db = await Db.open();
+    const engine = new Engine(db, await Vault.open(db), new Api());
+    await engine.resume();
+    return engine;
+  }
+
+  // ================================================================ start-up
+
+  private async resume(): Promise<void> {
+    const settings = await this.db.get("kv", "settings");
+    if (settings) this.settingsSig.value = { ...DEFAULT_SETTINGS, ...(settings.value as Settings) };
+    const keys = await Keys.load(this.db, this.vault, this.api);
+    if (keys === null) return;
+    await this.begin(keys);
+  }
+
+  private async begin(keys: Keys): Promise<void> {
+    this.keys = keys;
+    this.api.token = keys.token;
+    keys.onChange = () => this.emitKeyChanges();
+    const outbox = new Set((await this.db.all("outbox")).map((r) => r.id));
+    for (const row of await this.db.all("messages")) {
+      if (row.status === "pending" && !outbox.has(row.id)) row.status = "failed"; // an upload cut off
+      this.addRow(row);
+      this.order = Math.max(this.order, row.order + 1);
+    }
+    for (const row of await this.db.all("chains")) {
+      try {
+        const events = row.events as StateEvent[];
+        this.chains.set(row.conversation, { events, state: await verifyChain(keys, events) });
+      } catch (e) {
+        console.warn("stored chain no longer verifies", e);
+      }
+    }
+    const reads = await this.db.get("kv", "read");
+    for (const [c, o] of Object.entries((reads?.value as Record<string, number>) ?? {})) this.read.set(c, o);
+    const sealedKeys = await this.db.get("kv", "statekeys");
+    if (sealedKeys) {
+      const all = await this.vault.open<Record<string, { current: string; keys: Record<string, string> }>>(
+        sealedKeys.value as Uint8Array,
+      );
+      for (const [c, v] of Object.entries(all)) this.stateKeys.set(c, v);
+    }
+    const contacts: Record<string, Contact> = {};
+    for (const p of await this.db.all("profiles")) contacts[p.user] = this.contactOf(p.user, p.name, p.avatar);
+    this.contactsSig.value = contacts;
+    this.sessionSig.value = { user: keys.user, device: keys.device, server: location.origin };
+    await this.refreshDerived();
+    this.bump();
+    this.connect();
+    window.setInterval(() => void this.expire(), 1000);
+    window.addEventListener("online", () => this.reconnectSoon());
+  }
+
+  private bump(): void {
+    this.version.value++;
+  }
+
+  // ================================================================ account
+
+  async register(address: string, password: string, deviceName: string): Promise<NewAccount> {
+    const user = parseAddress(address);
+    const session = await this.api.call<SessionBody>("POST", "/accounts", { address: user, password, device_name: deviceName });
+    this.api.token = session.token;
+    const identity = await IdentityKeyPair.generate();
+    const keys = await Keys.create(this.db, this.vault, this.api, session, identity);
+    await keys.publish();
+    const code = newRecoveryCode();
+    const sealed = await sealBackup(identity, user, code);
+    await this.api.call("PUT", "/keys/backup", { sealed: b64encodePadded(sealed) } satisfies KeyBackup);
+    this.updateSettings({ name: deviceName ? this.settingsSig.value.name : "" });
+    await this.begin(keys);
+    return { user, recoveryCode: code };
+  }
+
+  async loginWithRecoveryCode(address: string, password: string, code: string, deviceName: string): Promise<void> {
+    const user = parseAddress(address);
+    const session = await this.api.call<SessionBody>("POST", "/sessions", { address: user, password, device_name: deviceName });
+    this.api.token = session.token;
+    let identity: IdentityKeyPair;
+    try {
+      const backup = await this.api.call<KeyBackup>("GET", "/keys/backup");
+      identity = await openBackup(b64decode(backup.sealed), user, code);
+    } catch (e) {
+      await this.api.call("DELETE", "/sessions/current").catch(() => undefined);
+      this.api.token = null;
+      throw e;
+    }
+    const keys = await Keys.create(this.db, this.vault, this.api, session, identity);
+    await keys.publish();
+    await this.begin(keys);
+  }
+
+  async loginWithLinkCode(): Promise<void> {
+    throw new ClientError("linking a browser by code is not available yet: log in with the recovery code");
+  }
+
+  async linkStart(): Promise<{ code: string; request: Promise<{ device: string; name: string }> }> {
+    throw new ClientError("linking a new device from the browser is not available yet: use the recovery code");
+  }
+
+  async linkConfirm(): Promise<void> {
+    throw new ClientError("linking is not available yet");
+  }
+
+  async logout(): Promise<void> {
+    this.closing = true;
+    this.ws?.close();
+    await this.api.call("DELETE", "/sessions/current").catch(() => undefined);
+    this.keys?.free();
+    this.db.close();
+    await Db.destroy();
+    location.reload();
+  }
+
+  async devices(): Promise<DeviceView[]> {
+    const list = await this.api.call<DeviceList>("GET", "/devices");
+    return list.devices.map((d) => ({
+      device: d.device,
+      name: d.name,
+      createdMs: d.created_ms,
+      lastSeenMs: d.last_seen_ms,
+      current: d.current ?? false,
+    }));
+  }
+
+  async renameDevice(device: string, name: string): Promise<void> {
+    await this.api.call("PATCH", `/devices/${encodeURIComponent(device)}`, { name });
+  }
+
+  async removeDevice(device: string, password: string): Promise<void> {
+    await this.api.call("DELETE", `/devices/${encodeURIComponent(device)}`, { password });
+  }
+
+  async setProfile(name: string, avatar: Blob | null): Promise<void> {
+    const content: Record<string, unknown> = { name: name.slice(0, 100) };
+    if (avatar) content.avatar = await this.upload(avatar, "avatar.jpg", "image", null);
+    await this.db.put("kv", { key: "own_profile", value: content });
+    this.updateSettings({ name });
+    for (const conversation of this.chains.keys()) await this.sendProfile(conversation);
+  }
+
+  private async sendProfile(conversation: string): Promise<void> {
+    const own = await this.db.get("kv", "own_profile");
+    if (!own) return;
+    const content = { ...(own.value as Record<string, unknown>) };
+    if (content.avatar) content.attachments = [content.avatar];
+    await this.send(conversation, MESSAGE_TYPE.profile, content);
+  }
+
+  updateSettings(change: Partial<Settings>): void {
+    this.settingsSig.value = { ...this.settingsSig.value, ...change };
+    void this.db.put("kv", { key: "settings", value: this.settingsSig.value });
+  }
+
+  dismissError(): void {
+    this.errorSig.value = null;
+  }
+
+  private fail(e: unknown): void {
+    this.errorSig.value = e instanceof Error ? e.message : String(e);
+  }
+
+  private need(): Keys {
+    if (!this.keys) throw new ClientError("sign up or log in first");
+    return this.keys;
+  }
+
+  // ================================================================ conversations
+
+  open(conversation: string | null): void {
+    this.openSig.value = conversation;
+  }
+
+  private async chain(conversation: string, refresh = false): Promise<Chain> {
+    const keys = this.need();
+    const cached = this.chains.get(conversation);
+    if (cached && !refresh) return cached;
+    let events: StateEvent[];
+    try {
+      events = (await this.api.call<StateChain>("GET", `/conversations/${conversation}/state`)).events;
+    } catch (e) {
+      if (e instanceof ServerError && e.code === "not_found") throw new ClientError(`not a member of ${conversation}`);
+      throw e;
+    }
+    const state = await verifyChain(keys, events);
+    await this.remember(conversation, events, state);
+    return { events, state };
+  }
+
+  private async remember(conversation: string, events: StateEvent[], state: ConversationState): Promise<void> {
+    this.chains.set(conversation, { events, state });
+    await this.db.put("chains", { conversation, events, updatedMs: Date.now() });
+    await this.refreshDerived(conversation);
+    this.bump();
+  }
+
+  async startChat(address: string): Promise<string> {
+    const keys = this.need();
+    const other = parseAddress(address);
+    if (other === keys.user) throw new ClientError("that is your own address");
+    for (const [id, { state }] of this.chains) {
+      const members = Object.keys(state.members);
+      if (state.kind === "direct" && members.length === 2 && members.includes(other)) return id;
+    }
+    return this.create("direct", [other]);
+  }
+
+  async createGroup(title: string, members: string[]): Promise<string> {
+    const keys = this.need();
+    const users = [...new Set(members.map(parseAddress))].filter((u) => u !== keys.user);
+    const conversation = await this.create("group", users);
+    if (title.trim()) await this.rename(conversation, title.trim());
+    return conversation;
+  }
+
+  private async create(kind: "direct" | "group", members: string[]): Promise<string> {
+    const keys = this.need();
+    await keys.refresh(members);
+    for (const member of members) {
+      if (!keys.pinned(member)) throw new ClientError(`${member} has no taube account here`);
+    }
+    const conversation = randomId();
+    const events = await newChain(keys, conversation, kind, members, Date.now());
+    await this.api.call<ConversationInfo>("POST", "/conversations", { events });
+    await this.remember(conversation, events, await verifyChain(keys, events));
+    await this.sendProfile(conversation);
+    return conversation;
+  }
+
+  private async append(conversation: string, content: StateContent): Promise<void> {
+    const keys = this.need();
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const { state } = await this.chain(conversation, true);
+      const event = await signEvent(keys, conversation, state.depth + 1, state.head, content, Date.now());
+      try {
+        await this.api.call("POST", `/conversations/${conversation}/state`, event);
+      } catch (e) {
+        if (e instanceof ServerError && e.code === "conflict") continue;
+        throw e;
+      }
+      await this.chain(conversation, true);
+      return;
+    }
+    throw new ClientError("the conversation keeps changing; try again");
+  }
+
+  async addMember(conversation: string, address: string, role: Role = "member"): Promise<void> {
+    const keys = this.need();
+    const user = parseAddress(address);
+    await keys.refresh([user]);
+    if (!keys.pinned(user)) throw new ClientError(`${user} has no taube account here`);
+    const content: StateContent = role === "member"
+      ? { type: "member", target: user, membership: "join" }
+      : { type: "member", target: user, membership: "join", role };
+    await this.append(conversation, content);
+    await this.sendStateKey(conversation);
+  }
+
+  async removeMember(conversation: string, address: string): Promise<void> {
+    await this.append(conversation, { type: "member", target: parseAddress(address), membership: "leave" });
+    if (this.stateKeys.has(conversation)) {
+      const { id, key } = newStateKey();
+      await this.addStateKey(conversation, id, key);
+      await this.sendStateKey(conversation);
+    }
+  }
+
+  async setRole(conversation: string, address: string, role: Role): Promise<void> {
+    const target = parseAddress(address);
+    const content: StateContent = role === "member"
+      ? { type: "member", target, membership: "join" }
+      : { type: "member", target, membership: "join", role };
+    await this.append(conversation, content);
+  }
+
+  async leave(conversation: string): Promise<void> {
+    await this.append(conversation, { type: "member", target: this.need().user, membership: "leave" });
+  }
+
+  async rename(conversation: string, title: string): Promise<void> {
+    const sealed = await this.seal(conversation, "title", utf8(title.slice(0, 200)));
+    await this.append(conversation, { type: "title", sealed: b64encodePadded(sealed) });
+  }
+
+  async setAvatar(conversation: string, image: Blob): Promise<void> {
+    const entry = await this.upload(image, "avatar.jpg", "image", null);
+    await this.send(conversation, MESSAGE_TYPE.avatar, { attachments: [entry] });
+    const sealed = await this.seal(conversation, "avatar", utf8(JSON.stringify(entry)));
+    await this.append(conversation, { type: "avatar", sealed: b64encodePadded(sealed) });
+  }
+
+  async setTimer(conversation: string, seconds: number): Promise<void> {
+    await this.append(conversation, { type: "timer", seconds });
+  }
+
+  private async seal(conversation: string, field: "title" | "avatar", data: Uint8Array): Promise<Uint8Array> {
+    let entry = this.stateKeys.get(conversation);
+    if (!entry || !entry.keys[entry.current]) {
+      const { id, key } = newStateKey();
+      await this.addStateKey(conversation, id, key);
+      await this.sendStateKey(conversation);
+      entry = this.stateKeys.get(conversation)!;
+    }
+    return sealState(entry.current, hexToBytes(entry.keys[entry.current]!), conversation, field, data);
+  }
+
+  private async addStateKey(conversation: string, id: string, key: Uint8Array, makeCurrent = true): Promise<void> {
+    const entry = this.stateKeys.get(conversation) ?? { current: id, keys: {} };
+    entry.keys[id] = bytesToHex(key);
+    if (makeCurrent) entry.current = id;
+    this.stateKeys.set(conversation, entry);
+    await this.db.put("kv", { key: "statekeys", value: await this.vault.seal(Object.fromEntries(this.stateKeys)) });
+    await this.refreshDerived(conversation);
+  }
+
+  private async sendStateKey(conversation: string): Promise<void> {
+    const entry = this.stateKeys.get(conversation);
+    const key = entry?.keys[entry.current];
+    if (entry && key) await this.send(conversation, MESSAGE_TYPE.stateKey, { id: entry.current, key });
+  }
+
+  /** Title and avatar: unsealed from the latest signed state event. */
+  private async refreshDerived(only?: string): Promise<void> {
+    for (const [conversation, { events }] of this.chains) {
+      if (only && conversation !== only) continue;
+      this.titles.set(conversation, await this.unsealed(conversation, events, "title"));
+      const avatar = await this.unsealed(conversation, events, "avatar");
+      let url: string | null = null;
+      if (avatar) {
+        try {
+          url = await this.attachmentUrl(JSON.parse(avatar) as AttachmentEntry);
+        } catch {
+          url = null; // its message has not arrived yet
+        }
+      }
+      this.avatars.set(conversation, url);
+    }
+  }
+
+  private async unsealed(conversation: string, events: StateEvent[], field: "title" | "avatar"): Promise<string | null> {
+    for (let i = events.length - 1; i >= 0; i--) {
+      const content = events[i]!.content;
+      if (content.type !== field) continue;
+      const sealed = b64decode(content.sealed);
+      const key = this.stateKeys.get(conversation)?.keys[keyIdOf(sealed)];
+      if (!key) return null;
+      const text = await unsealState(hexToBytes(key), conversation, field, sealed);
+      return text === null ? null : fromUtf8(text);
+    }
+    return null;
+  }
+
+  search(text: string): MessageView[] {
+    const needle = text.trim().toLowerCase();
+    if (!needle) return [];
+    const found: MessageView[] = [];
+    for (const conversation of this.rows.keys()) {
+      for (const view of this.history(conversation)) {
+        if (!view.deleted && view.text.toLowerCase().includes(needle)) found.push(view);
+      }
+    }
+    return found.sort((a, b) => b.ts - a.ts).slice(0, 50);
+  }
+
+  // ================================================================ sending
+
+  async sendText(conversation: string, text: string, replyTo?: string): Promise<string> {
+    const content: Record<string, unknown> = { body: text };
+    if (replyTo) content.reply_to = replyTo;
+    return this.send(conversation, MESSAGE_TYPE.text, content);
+  }
+
+  async react(conversation: string, target: string, emoji: string): Promise<void> {
+    await this.send(conversation, MESSAGE_TYPE.reaction, { target, key: emoji });
+  }
+
+  async edit(conversation: string, target: string, text: string): Promise<void> {
+    await this.send(conversation, MESSAGE_TYPE.edit, { target, body: text });
+  }
+
+  async deleteForEveryone(conversation: string, target: string): Promise<void> {
+    await this.send(conversation, MESSAGE_TYPE.delete, { target });
+  }
+
+  async markRead(conversation: string): Promise<void> {
+    const keys = this.keys;
+    if (!keys) return;
+    const last = this.read.get(conversation) ?? 0;
+    const unread = (this.rows.get(conversation) ?? []).filter(
+      (r) => r.sender !== keys.user && !ANNOTATIONS.has(r.type) && r.order > last,
+    );
+    if (unread.length === 0) return;
+    this.read.set(conversation, Math.max(...unread.map((r) => r.order)));
+    await this.db.put("kv", { key: "read", value: Object.fromEntries(this.read) });
+    this.bump();
+    await this.send(conversation, MESSAGE_TYPE.receipt, { read: unread.map((r) => r.id) });
+  }
+
+  typing(conversation: string, active: boolean): void {
+    this.frame({ type: "typing", conversation, active });
+  }
+
+  async sendFile(
+    conversation: string,
+    file: Blob,
+    name: string,
+    caption = "",
+    kind?: AttachmentEntry["kind"],
+    extra?: { duration_ms?: number },
+  ): Promise<string> {
+    const id = randomId();
+    const mime = file.type || "application/octet-stream";
+    const chosen = kind ?? kindOf(mime);
+    const placeholder = { name, mime, size: file.size, kind: chosen };
+    await this.storeRow(this.rowOf(conversation, id, MESSAGE_TYPE.text, { body: caption, attachments: [placeholder] }, "pending"));
+    try {
+      const entry = await this.upload(file, name, chosen, id, extra);
+      return await this.send(conversation, MESSAGE_TYPE.text, { body: caption, attachments: [entry] }, id);
+    } catch (e) {
+      await this.setStatus(conversation, id, "failed");
+      throw e;
+    }
+  }
+
+  private async upload(
+    file: Blob,
+    name: string,
+    kind: AttachmentEntry["kind"],
+    transfer: string | null,
+    extra: Record<string, unknown> = {},
+  ): Promise<AttachmentEntry> {
+    const more: Record<string, unknown> = { ...extra };
+    if (kind === "image") {
+      const thumb = await thumbnail(file);
+      if (thumb) {
+        more.width = thumb.width;
+        more.height = thumb.height;
+        more.thumbnail = await this.upload(thumb.blob, "thumbnail.jpg", "thumbnail", null);
+      }
+    }
+    const { ciphertext, key } = await encryptAttachment(file);
+    const progress = transfer ? (done: number, total: number) => this.progress(transfer, name, "up", done, total) : undefined;
+    const created = await this.api.upload<BlobCreated>("/blobs", ciphertext, progress);
+    if (transfer) this.progress(transfer, name, "up", -1, 0);
+    await this.db.put("attachments", { blob: created.blob, data: file });
+    return {
+      blob: created.blob,
+      name,
+      mime: file.type || "application/octet-stream",
+      size: file.size,
+      encrypted_size: ciphertext.size,
+      kind,
+      key: key as AttachmentEntry["key"],
+      ...more,
+    } as AttachmentEntry;
+  }
+
+  private progress(id: string, name: string, direction: "up" | "down", done: number, total: number): void {
+    const others = this.transfersSig.value.filter((t) => t.id !== id);
+    this.transfersSig.value = done < 0 ? others : [...others, { id, name, direction, done, total }];
+  }
+
+  /** Put a message in the outbox; it is sent as soon as possible. */
+  private async send(conversation: string, type: string, content: Record<string, unknown>, reuseId?: string): Promise<string> {
+    const keys = this.need();
+    const { state } = await this.chain(conversation);
+    if (!(keys.user in state.members)) throw new ClientError("you are not a member of this conversation");
+    const blocked = keys.blocked(Object.keys(state.members));
+    if (blocked.length) throw new ClientError(`verify ${blocked.join(", ")} again before sending: their key changed`);
+    const id = reuseId ?? randomId();
+    const payload: MessagePayload = {
+      sender: keys.user,
+      sender_device: keys.device,
+      conversation,
+      message_id: id,
+      type,
+      content,
+    };
+    const now = Date.now();
+    const row = this.rowOf(conversation, id, type, content, "pending");
+    row.expiresMs = state.timerSeconds ? now + state.timerSeconds * 1000 : null;
+    const outbox: OutboxRow = {
+      id,
+      conversation,
+      payload: JSON.stringify(payload),
+      createdMs: now,
+      expireMs: state.timerSeconds ? state.timerSeconds * 1000 : null,
+      body: null,
+      order: row.order,
+    };
+    this.replaceRow(row);
+    await this.db.write(["outbox", "messages"], (put) => {
+      put("outbox", outbox);
+      put("messages", row);
+    });
+    this.bump();
+    this.kickOutbox();
+    return id;
+  }
+
+  private rowOf(conversation: string, id: string, type: string, content: Record<string, unknown>, status: MessageRow["status"]): MessageRow {
+    const keys = this.need();
+    return {
+      conversation,
+      id,
+      seq: null,
+      sender: keys.user,
+      senderDevice: keys.device,
+      ts: Date.now(),
+      type,
+      content,
+      status,
+      expiresMs: null,
+      session: null,
+      order: this.order++,
+    };
+  }
+
+  private kickOutbox(): void {
+    if (this.outboxRunning) {
+      this.outboxAgain = true;
+      return;
+    }
+    void this.runOutbox();
+  }
+
+  private async runOutbox(): Promise<void> {
+    this.outboxRunning = true;
+    try {
+      do {
+        this.outboxAgain = false;
+        if (this.connectionSig.value !== "online") return;
+        const rows = (await this.db.all("outbox")).sort((a, b) => a.order - b.order);
+        for (const row of rows) {
+          try {
+            await this.sendOne(row);
+          } catch (e) {
+            if ((e instanceof ServerError && e.transient) || e instanceof Disconnected) {
+              window.setTimeout(() => this.kickOutbox(), 500 + Math.random() * 1000);
+              return;
+            }
+            console.warn("send failed for good", e);
+            this.fail(e);
+            await this.db.delete("outbox", row.id);
+            await this.setStatus(row.conversation, row.id, "failed");
+          }
+        }
+      } while (this.outboxAgain);
+    } finally {
+      this.outboxRunning = false;
+    }
+  }
+
+  private async sendOne(row: OutboxRow): Promise<void> {
+    const keys = this.need();
+    let body = row.body;
+    const payload = JSON.parse(row.payload) as MessagePayload;
+    if (body === null) {
+      const group = await this.shareKeys(row.conversation);
+      body = b64encodePadded(group.encryptPayload(payload, Date.now()));
+      await this.db.put("outbox", { ...row, body });
+      await keys.save();
+    }
+    const blobs = entriesOf(payload.content?.attachments).map((e) => e.blob).filter((b): b is string => !!b);
+    const frame: ClientFrame = { type: "msg.send", conversation: row.conversation, id: row.id, body };
+    if (blobs.length) frame.blobs = blobs;
+    if (row.expireMs) frame.expire_ms = row.expireMs;
+    const sent = await this.request(frame, row.id);
+    if (sent.type !== "msg.sent") throw new ClientError("unexpected answer to a send");
+    await this.db.delete("outbox", row.id);
+    const stored = this.findRow(row.conversation, row.id);
+    if (stored) {
+      const next = { ...stored, seq: sent.seq, status: "sent" as const };
+      this.replaceRow(next);
+      await this.db.put("messages", next);
+      this.bump();
+    }
+  }
+
+  private async shareKeys(conversation: string): Promise<OutboundGroup> {
+    const keys = this.need();
+    const { state } = await this.chain(conversation);
+    const members = Object.keys(state.members).sort();
+    const devices = (await keys.devicesOf(members)).filter((d) => !(d.user === keys.user && d.device === keys.device));
+    const blocked = keys.blocked(members);
+    if (blocked.length) throw new ClientError(`verify ${blocked.join(", ")} again before sending`);
+    const now = Date.now();
+    let group = keys.outbound.get(conversation);
+    const timerMs = state.timerSeconds * 1000;
+    if (!group || group.needsRotation(now, group.hasDeparted(devices)) || (timerMs && now - group.createdMs >= timerMs)) {
+      group?.free();
+      group = OutboundGroup.create(conversation, now);
+      keys.outbound.set(conversation, group);
+    }
+    let { messages, withoutSession } = shareRoomKey(keys.olm, group, devices);
+    if (withoutSession.length) {
+      const claimed = await this.api.call<ClaimResponse>("POST", "/keys/claim", {
+        devices: withoutSession.map((d) => ({ user: d.user, device: d.device })),
+      });
+      for (const device of withoutSession) {
+        const key = claimed.keys.find((k) => k.user === device.user && k.device === device.device);
+        if (!key) continue;
+        try {
+          await keys.olm.createOutboundSession(device, key);
+        } catch (e) {
+          console.warn("no session with a device", e);
+        }
+      }
+      messages = messages.concat(shareRoomKey(keys.olm, group, withoutSession).messages);
+    }
+    if (messages.length) {
+      const shared = new Set(messages.map((m) => `${m.user}|${m.device}`));
+      const ref = randomId();
+      await keys.save();
+      await this.request({ type: "todevice.send", id: ref, messages }, ref);
+      group.markShared(devices.filter((d) => shared.has(`${d.user}|${d.device}`)));
+    }
+    await keys.save();
+    return group;
+  }
+
+  private request(frame: ClientFrame, ref: string): Promise<ServerFrame> {
+    return new Promise((resolve, reject) => {
+      const ws = this.ws;
+      if (!ws || this.connectionSig.value !== "online") {
+        reject(new Disconnected("not connected"));
+        return;
+      }
+      const timer = window.setTimeout(() => {
+        this.waiting.delete(ref);
+        reject(new Disconnected("no answer from the server"));
+      }, SEND_TIMEOUT_MS);
+      this.waiting.set(ref, {
+        resolve: (f) => {
+          window.clearTimeout(timer);
+          this.waiting.delete(ref);
+          if (f.type === "error") {
+            const transient = ["rate_limited", "unavailable", "internal"].includes(f.code);
+            reject(new ServerError(f.code, f.message, transient ? 503 : 400));
+          } else resolve(f);
+        },
+        reject: (e) => {
+          window.clearTimeout(timer);
+          this.waiting.delete(ref);
+          reject(e);
+        },
+      });
+      ws.send(JSON.stringify(frame));
+    });
+  }
+
+  private frame(frame: ClientFrame): void {
+    if (this.ws && this.connectionSig.value === "online") this.ws.send(JSON.stringify(frame));
+  }
+
+  // ================================================================ connection
+
+  private connect(): void {
+    if (this.closing || this.ws) return;
+    const keys = this.need();
+    this.connectionSig.value = "connecting";
+    const url = location.origin.replace(/^http/, "ws") + "/api/v1/ws";
+    const ws = new WebSocket(url);
+    this.ws = ws;
+    ws.onopen = () => ws.send(JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, token: keys.token, client: "taube-web" }));
+    ws.onmessage = (event) => {
+      let frame: ServerFrame;
+      try {
+        frame = JSON.parse(String(event.data)) as ServerFrame;
+      } catch {
+        return;
+      }
+      this.frames = this.frames.then(() => this.onFrame(ws, frame)).catch((e: unknown) => {
+        console.error("frame failed", e);
+      });
+    };
+    ws.onclose = (event) => {
+      if (this.ws === ws) this.ws = null;
+      this.connectionSig.value = "offline";
+      for (const waiter of [...this.waiting.values()]) waiter.reject(new Disconnected("disconnected"));
+      if (event.code === 4401) {
+        this.fail(new Error("this device was logged out"));
+        this.closing = true;
+      }
+      if (!this.closing) {
+        const delay = this.backoffMs * (0.5 + Math.random());
+        this.backoffMs = Math.min(this.backoffMs * 2, 15_000);
+        window.setTimeout(() => this.connect(), delay);
+      }
+    };
+  }
+
+  private reconnectSoon(): void {
+    this.backoffMs = 200;
+    if (!this.ws) this.connect();
+  }
+
+  /** Resolves when the backlog is in (tests and the first render use it). */
+  whenSynced(): Promise<void> {
+    return new Promise((resolve) => this.queueEmpty.push(resolve));
+  }
+
+  private async onFrame(ws: WebSocket, frame: ServerFrame): Promise<void> {
+    const ack = (f: ClientFrame) => {
+      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(f));
+    };
+    switch (frame.type) {
+      case "welcome":
+        this.connectionSig.value = "online";
+        this.backoffMs = 200;
+        void this.afterWelcome();
+        return;
+      case "msg":
+        await this.onMessage(frame);
+        ack({ type: "msg.ack", conversation: frame.conversation, seq: frame.seq });
+        return;
+      case "state":
+        await this.onState(frame);
+        ack({ type: "msg.ack", conversation: frame.conversation, seq: frame.seq });
+        return;
+      case "todevice":
+        await this.onToDevice(frame);
+        ack({ type: "todevice.ack", seq: frame.seq });
+        return;
+      case "keys.changed":
+        this.need().forget(frame.user);
+        await this.need().refresh([frame.user]);
+        ack({ type: "todevice.ack", seq: frame.seq });
+        return;
+      case "typing.event":
+        this.onTyping(frame.conversation, frame.user, frame.active);
+        return;
+      case "queue.empty":
+        for (const resolve of this.queueEmpty.splice(0)) resolve();
+        return;
+      case "msg.sent":
+      case "todevice.sent":
+        this.waiting.get(frame.id)?.resolve(frame);
+        return;
+      case "error":
+        if (frame.ref) this.waiting.get(frame.ref)?.resolve(frame);
+        else console.warn("server error", frame.code, frame.message);
+        return;
+      default:
+        return;
+    }
+  }
+
+  private async afterWelcome(): Promise<void> {
+    const keys = this.need();
+    try {
+      await keys.replenish();
+      const list = await this.api.call<ConversationList>("GET", "/conversations");
+      for (const info of list.conversations) {
+        const known = this.chains.get(info.conversation);
+        if (!known || known.state.depth < info.depth) await this.chain(info.conversation, true).catch((e: unknown) => console.warn(e));
+      }
+    } catch (e) {
+      console.warn("after welcome", e);
+    }
+    this.kickOutbox();
+  }
+
+  private onTyping(conversation: string, user: string, active: boolean): void {
+    const key = `${conversation}|${user}`;
+    const current = { ...this.typingSig.value };
+    const list = (current[conversation] ?? []).filter((u) => u !== user);
+    if (active) list.push(user);
+    current[conversation] = list;
+    this.typingSig.value = current;
+    window.clearTimeout(this.typingTimers.get(key));
+    if (active) this.typingTimers.set(key, window.setTimeout(() => this.onTyping(conversation, user, false), 6000));
+  }
+
+  // ================================================================ receiving
+
+  private async onMessage(frame: MessageFrame): Promise<void> {
+    const keys = this.need();
+    if (frame.body == null) {
+      // our own send, echoed without a body
+      const row = this.findRow(frame.conversation, frame.id);
+      if (row && row.seq === null) {
+        const next = { ...row, seq: frame.seq, status: "sent" as const };
+        this.replaceRow(next);
+        await this.db.put("messages", next);
+        this.bump();
+      }
+      return;
+    }
+    if (this.findRow(frame.conversation, frame.id)) return; // delivered again: shown once
+    const sender = await keys.findDevice(frame.sender, frame.sender_device);
+    this.emitKeyChanges();
+    if (!sender) {
+      this.warn(frame, "from a device without a valid certificate");
+      return;
+    }
+    let decrypted: { payload: MessagePayload; sessionId: string; index: number };
+    let gapsBefore = 0;
+    let sessionId = "";
+    try {
+      sessionId = (JSON.parse(fromUtf8(b64decode(frame.body))) as { session_id: string }).session_id;
+      gapsBefore = keys.inbound.gaps(frame.conversation, sender.curve25519, sessionId).length;
+      decrypted = keys.inbound.decryptMessage(sender, frame.conversation, frame.id, b64decode(frame.body));
+    } catch (e) {
+      if (e instanceof CryptoError && e.kind === "unknown_session") {
+        await this.db.put("undecrypted", { conversation: frame.conversation, seq: frame.seq, session: sessionId, frame: JSON.stringify(frame) });
+        return;
+      }
+      if (e instanceof CryptoError && e.kind === "replayed") return;
+      this.warn(frame, e instanceof Error ? e.message : String(e));
+      return;
+    }
+    const payload = decrypted.payload;
+    const missing = Math.max(0, keys.inbound.gaps(frame.conversation, sender.curve25519, decrypted.sessionId).length - gapsBefore);
+    const expires = this.expiryOf(frame);
+    for (const entry of entriesOf(payload.content?.attachments)) {
+      try {
+        await this.fetchAttachment(entry); // before the ack: the blob goes once every device has it
+      } catch (e) {
+        this.warn(frame, `attachment not available: ${(e as Error).message}`);
+      }
+    }
+    const row: MessageRow = {
+      conversation: frame.conversation,
+      id: frame.id,
+      seq: frame.seq,
+      sender: frame.sender,
+      senderDevice: frame.sender_device,
+      ts: frame.ts,
+      type: payload.type,
+      content: (payload.content ?? {}) as Record<string, unknown>,
+      status: "received",
+      expiresMs: expires,
+      session: decrypted.sessionId,
+      order: this.order++,
+    };
+    await this.storeRow(row);
+    await keys.save();
+    if (payload.type === MESSAGE_TYPE.profile) await this.rememberProfile(frame.sender, frame.ts, row.content);
+    else if (payload.type === MESSAGE_TYPE.stateKey) {
+      const id = String(row.content.id ?? "");
+      const key = String(row.content.key ?? "");
+      if (/^[0-9a-f]{16}$/.test(id) && /^[0-9a-f]{64}$/.test(key)) await this.addStateKey(frame.conversation, id, hexToBytes(key));
+      this.bump();
+    } else if (payload.type === MESSAGE_TYPE.avatar) {
+      await this.refreshDerived(frame.conversation);
+      this.bump();
+    }
+    if (missing) {
+      this.addNotice({ kind: "missing", conversation: frame.conversation, sender: frame.sender, count: missing, before: frame.id, ts: frame.ts });
+    }
+    if (!ANNOTATIONS.has(payload.type)) this.notify(row);
+  }
+
+  private notify(row: MessageRow): void {
+    if (!this.settingsSig.value.notifications || typeof Notification === "undefined") return;
+    if (Notification.permission !== "granted") return;
+    if (!document.hidden && this.openSig.value === row.conversation) return;
+    const name = this.contactsSig.value[row.sender]?.name || row.sender;
+    new Notification(name, { body: String(row.content.body ?? "Attachment") || "Attachment", tag: row.conversation });
+  }
+
+  private expiryOf(frame: MessageFrame): number | null {
+    const timer = this.chains.get(frame.conversation)?.state.timerSeconds ?? 0;
+    const given = frame.expires_ms ?? null;
+    if (!timer) return given;
+    const latest = Date.now() + timer * 1000;
+    return given === null ? latest : Math.min(given, latest);
+  }
+
+  private warn(frame: MessageFrame, reason: string): void {
+    this.addNotice({ kind: "undecryptable", conversation: frame.conversation, sender: frame.sender, id: frame.id, reason, ts: frame.ts });
+  }
+
+  private addNotice(notice: Notice): void {
+    this.noticesSig.value = [...this.noticesSig.value, notice];
+  }
+
+  private emitKeyChanges(): void {
+    const keys = this.keys;
+    if (!keys) return;
+    while (keys.changes.length) {
+      const change = keys.changes.shift() as KeyChange;
+      for (const [conversation, { state }] of this.chains) {
+        if (change.user in state.members) {
+          this.addNotice({ kind: "key-changed", conversation, user: change.user, verified: change.verified, reason: change.reason, ts: Date.now() });
+        }
+      }
+    }
+  }
+
+  private async onState(frame: StateFrame): Promise<void> {
+    const keys = this.need();
+    const conversation = frame.conversation;
+    const cached = this.chains.get(conversation);
+    const before = cached ? { ...cached.state.members } : {};
+    let state: ConversationState;
+    try {
+      if (cached && frame.event.depth === cached.state.depth + 1) {
+        await checkSignature(keys, frame.event);
+        state = await applyEvent(cached.state, frame.event);
+        await this.remember(conversation, [...cached.events, frame.event], state);
+      } else if (!cached || frame.event.depth > cached.state.depth) {
+        state = (await this.chain(conversation, true)).state;
+        if (!cached) await this.sendProfile(conversation);
+      } else return;
+    } catch (e) {
+      console.warn("state refused", e);
+      return;
+    }
+    const content = frame.event.content;
+    const name = (u: string) => this.contactsSig.value[u]?.name || u;
+    if (content.type === "member" && cached) {
+      const verb = content.membership === "leave"
+        ? content.target === frame.event.sender ? "left" : `was removed by ${name(frame.event.sender)}`
+        : before[content.target] ? `is now ${content.role ?? "member"}` : `was added by ${name(frame.event.sender)}`;
+      this.addNotice({ kind: "membership", conversation, text: `${name(content.target)} ${verb}`, ts: frame.event.ts });
+    } else if (content.type === "timer") {
+      this.addNotice({ kind: "timer", conversation, seconds: content.seconds, ts: frame.event.ts });
+    }
+  }
+
+  private async onToDevice(frame: ToDeviceFrame): Promise<void> {
+    const keys = this.need();
+    const sender = await keys.findDevice(frame.sender, frame.sender_device);
+    if (!sender) return;
+    let payload;
+    try {
+      payload = keys.olm.decryptToDevice(sender, b64decode(frame.body));
+    } catch (e) {
+      console.info("to-device message refused", e);
+      return;
+    }
+    if (payload.type === TO_DEVICE_TYPE.roomKey) {
+      try {
+        acceptRoomKey(keys.inbound, sender, payload);
+      } catch (e) {
+        console.info("room key refused", e);
+      }
+    }
+    await keys.save();
+    await this.retryUndecrypted();
+  }
+
+  private async retryUndecrypted(): Promise<void> {
+    const rows = (await this.db.all("undecrypted")).sort((a, b) => (a.conversation === b.conversation ? a.seq - b.seq : a.conversation < b.conversation ? -1 : 1));
+    for (const row of rows) {
+      await this.db.delete("undecrypted", [row.conversation, row.seq]);
+      await this.onMessage(JSON.parse(row.frame) as MessageFrame);
+    }
+  }
+
+  private async rememberProfile(user: string, ts: number, content: Record<string, unknown>): Promise<void> {
+    const known = await this.db.get("profiles", user);
+    if (known && known.ts >= ts) return;
+    const avatar = isEntry(content.avatar) ? (content.avatar as unknown as Record<string, unknown>) : null;
+    const row = { user, name: String(content.name ?? "").slice(0, 100), avatar, ts };
+    await this.db.put("profiles", row);
+    this.contactsSig.value = { ...this.contactsSig.value, [user]: this.contactOf(user, row.name, avatar) };
+    if (avatar) {
+      void this.attachmentUrl(avatar as unknown as AttachmentEntry).then((url) => {
+        const current = this.contactsSig.value[user];
+        if (current) this.contactsSig.value = { ...this.contactsSig.value, [user]: { ...current, avatar: url } };
+      }).catch(() => undefined);
+    }
+  }
+
+  private contactOf(user: string, name: string, avatar: Record<string, unknown> | null): Contact {
+    const blob = avatar ? String(avatar.blob ?? "") : "";
+    return { user, name, avatar: this.urls.get(blob) ?? null, verified: this.keys?.pinned(user)?.verified ?? false };
+  }
+
+  // ================================================================ attachments
+
+  private async fetchAttachment(entry: AttachmentEntry): Promise<Blob> {
+    const have = await this.db.get("attachments", entry.blob);
+    if (have) return have.data;
+    const data = await this.api.download(`/blobs/${entry.blob}`, (done, total) => this.progress(entry.blob, entry.name, "down", done, total));
+    this.progress(entry.blob, entry.name, "down", -1, 0);
+    const plain = await decryptAttachment(data, entry.key as AttachmentKey);
+    const blob = new Blob([plain as BlobPart], { type: entry.mime || "application/octet-stream" });
+    await this.db.put("attachments", { blob: entry.blob, data: blob });
+    return blob;
+  }
+
+  async attachmentUrl(entry: AttachmentEntry): Promise<string> {
+    const cached = this.urls.get(entry.blob);
+    if (cached) return cached;
+    const blob = await this.fetchAttachment(entry);
+    const url = URL.createObjectURL(blob);
+    this.urls.set(entry.blob, url);
+    return url;
+  }
+
+  // ================================================================ history
+
+  private addRow(row: MessageRow): void {
+    const list = this.rows.get(row.conversation) ?? [];
+    list.push(row);
+    this.rows.set(row.conversation, list);
+  }
+
+  private findRow(conversation: string, id: string): MessageRow | undefined {
+    return this.rows.get(conversation)?.find((r) => r.id === id);
+  }
+
+  private replaceRow(row: MessageRow): void {
+    const list = this.rows.get(row.conversation) ?? [];
+    const at = list.findIndex((r) => r.id === row.id);
+    if (at >= 0) list[at] = row;
+    else list.push(row);
+    this.rows.set(row.conversation, list);
+  }
+
+  private async storeRow(row: MessageRow): Promise<void> {
+    this.replaceRow(row);
+    await this.db.put("messages", row);
+    this.bump();
+  }
+
+  private async setStatus(conversation: string, id: string, status: MessageRow["status"]): Promise<void> {
+    const row = this.findRow(conversation, id);
+    if (!row) return;
+    await this.storeRow({ ...row, status });
+  }
+
+  /** The conversation as the user sees it: oldest first, annotations applied. */
+  private history(conversation: string): MessageView[] {
+    const me = this.keys?.user ?? "";
+    const rows = [...(this.rows.get(conversation) ?? [])].sort(
+      (a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity) || a.order - b.order,
+    );
+    const shown = new Map<string, MessageView>();
+    for (const row of rows) {
+      if (ANNOTATIONS.has(row.type)) continue;
+      shown.set(row.id, {
+        conversation,
+        id: row.id,
+        seq: row.seq,
+        sender: row.sender,
+        senderDevice: row.senderDevice,
+        ts: row.ts,
+        text: String(row.content.body ?? ""),
+        replyTo: typeof row.content.reply_to === "string" ? row.content.reply_to : null,
+        edited: false,
+        deleted: false,
+        reactions: {},
+        readBy: [],
+        status: row.status === "received" ? "received" : row.status,
+        expiresMs: row.expiresMs,
+        attachments: entriesList(row.content.attachments),
+        mine: row.sender === me,
+      });
+    }
+    for (const row of rows) {
+      if (row.type === MESSAGE_TYPE.receipt) {
+        const ids = Array.isArray(row.content.read) ? row.content.read : [];
+        for (const id of ids) {
+          const message = shown.get(String(id));
+          if (message && !message.readBy.includes(row.sender) && row.sender !== message.sender) message.readBy.push(row.sender);
+        }
+        continue;
+      }
+      const target = typeof row.content.target === "string" ? shown.get(row.content.target) : undefined;
+      if (!target) continue;
+      if ((row.type === MESSAGE_TYPE.edit || row.type === MESSAGE_TYPE.delete) && row.sender !== target.sender) continue;
+      if (row.type === MESSAGE_TYPE.edit && !target.deleted) {
+        target.text = String(row.content.body ?? "");
+        target.edited = true;
+      } else if (row.type === MESSAGE_TYPE.delete) {
+        target.text = "";
+        target.deleted = true;
+        target.attachments = [];
+      } else if (row.type === MESSAGE_TYPE.reaction) {
+        const key = String(row.content.key ?? "");
+        const users = target.reactions[key] ?? [];
+        // a second identical reaction by the same user takes it back
+        target.reactions[key] = users.includes(row.sender) ? users.filter((u) => u !== row.sender) : [...users, row.sender];
+        if (target.reactions[key]!.length === 0) delete target.reactions[key];
+      }
+    }
+    const list = [...shown.values()];
+    for (const message of list) {
+      if (message.mine && message.status === "sent" && message.readBy.length) message.status = "read";
+    }
+    return list;
+  }
+
+  private conversationViews(): ConversationView[] {
+    const me = this.keys?.user ?? "";
+    const views: ConversationView[] = [];
+    for (const [id, { state, events }] of this.chains) {
+      if (!(me in state.members)) continue;
+      const history = this.history(id);
+      const last = history.at(-1) ?? null;
+      const readUpTo = this.read.get(id) ?? 0;
+      const unread = (this.rows.get(id) ?? []).filter((r) => r.sender !== me && !ANNOTATIONS.has(r.type) && r.order > readUpTo).length;
+      const others = Object.keys(state.members).filter((u) => u !== me);
+      const contact = (u: string) => this.contactsSig.value[u];
+      const title = state.kind === "direct"
+        ? contact(others[0] ?? "")?.name || others[0] || "Just you"
+        : this.titles.get(id) || others.map((u) => contact(u)?.name || u.split("@")[0]).join(", ") || "New group";
+      views.push({
+        id,
+        kind: state.kind,
+        title,
+        avatar: state.kind === "direct" ? contact(others[0] ?? "")?.avatar ?? null : this.avatars.get(id) ?? null,
+        members: state.members,
+        myRole: state.members[me] ?? null,
+        unread,
+        last,
+        lastTs: last?.ts ?? events.at(-1)?.ts ?? 0,
+        timerSeconds: state.timerSeconds,
+        typing: (this.typingSig.value[id] ?? []).filter((u) => u !== me),
+      });
+    }
+    return views.sort((a, b) => b.lastTs - a.lastTs);
+  }
+
+  private async expire(): Promise<void> {
+    const keys = this.keys;
+    if (!keys) return;
+    const now = Date.now();
+    const gone: MessageRow[] = [];
+    for (const list of this.rows.values()) for (const row of list) if (row.expiresMs !== null && row.expiresMs <= now) gone.push(row);
+    if (!gone.length) return;
+    for (const row of gone) {
+      const list = this.rows.get(row.conversation) ?? [];
+      this.rows.set(row.conversation, list.filter((r) => r.id !== row.id));
+    }
+    await this.db.write(["messages"], (_put, del) => {
+      for (const row of gone) del("messages", [row.conversation, row.id]);
+    });
+    const sessions = new Set(gone.filter((r) => r.session).map((r) => `${r.conversation}|${r.session}`));
+    let forgot = 0;
+    for (const pair of sessions) {
+      const [conversation, session] = pair.split("|") as [string, string];
+      if (!(this.rows.get(conversation) ?? []).some((r) => r.session === session)) forgot += keys.inbound.forget(conversation, session);
+    }
+    if (forgot) await keys.save();
+    this.bump();
+  }
+
+  // ================================================================ trust
+
+  async safetyNumber(user: string): Promise<string> {
+    const keys = this.need();
+    await keys.refresh([user]);
+    const theirs = keys.pinned(user);
+    if (!theirs) throw new ClientError(`no identity key known for ${user}`);
+    return formatSafetyNumber(await safetyNumber(keys.user, keys.identity.publicKey, user, theirs.identityKey));
+  }
+
+  async verificationQr(user: string): Promise<string> {
+    const keys = this.need();
+    return verificationQr(keys.user, keys.identity.publicKey, user);
+  }
+
+  async markVerified(user: string): Promise<void> {
+    await this.need().markVerified(user);
+    const current = this.contactsSig.value[user] ?? { user, name: "", avatar: null, verified: false };
+    this.contactsSig.value = { ...this.contactsSig.value, [user]: { ...current, verified: true } };
+  }
+
+  async verifyStart(): Promise<void> {
+    throw new ClientError("emoji verification from the browser is not available yet: compare the safety number");
+  }
+
+  async verifyAccept(): Promise<void> {
+    throw new ClientError("emoji verification from the browser is not available yet");
+  }
+
+  async verifyConfirm(): Promise<void> {
+    throw new ClientError("emoji verification from the browser is not available yet");
+  }
+
+  async verifyCancel(): Promise<void> {
+    this.verificationSig.value = null;
+  }
+}
+
+class Disconnected extends Error {}
+
+function kindOf(mime: string): AttachmentEntry["kind"] {
+  if (mime === "application/pdf") return "pdf";
+  for (const prefix of ["image", "video", "audio"] as const) if (mime.startsWith(prefix + "/")) return prefix;
+  return "file";
+}
+
+function isEntry(value: unknown): value is AttachmentEntry {
+  return typeof value === "object" && value !== null && typeof (value as { blob?: unknown }).blob === "string";
+}
+
+function entriesList(value: unknown): AttachmentEntry[] {
+  return Array.isArray(value) ? value.filter((v): v is AttachmentEntry => typeof v === "object" && v !== null) : [];
+}
+
+/** Every encrypted blob a message's attachments name: files and thumbnails. */
+function entriesOf(value: unknown): AttachmentEntry[] {
+  const found: AttachmentEntry[] = [];
+  for (const entry of entriesList(value)) {
+    if (!isEntry(entry)) continue;
+    found.push(entry);
+    if (isEntry(entry.thumbnail)) found.push(entry.thumbnail);
+  }
+  return found;
+}
+
+async function thumbnail(file: Blob): Promise<{ blob: Blob; width: number; height: number } | null> {
+  try {
+    const bitmap = await createImageBitmap(file);
+    const scale = Math.min(1, THUMBNAIL_SIZE / Math.max(bitmap.width, bitmap.height));
+    const canvas = new OffscreenCanvas(Math.max(1, Math.round(bitmap.width * scale)), Math.max(1, Math.round(bitmap.height * scale)));
+    canvas.getContext("2d")?.drawImage(bitmap, 0, 0, canvas.width, canvas.height);
+    const blob = await canvas.convertToBlob({ type: "image/jpeg", quality: 0.8 });
+    const size = { width: bitmap.width, height: bitmap.height };
+    bitmap.close();
+    return { blob, ...size };
+  } catch {
+    return null;
+  }
+}
+
+function hexToBytes(hex: string): Uint8Array {
+  const out = new Uint8Array(hex.length / 2);
+  for (let i = 0; i < out.length; i++) out[i] = parseInt(hex.slice(2 * i, 2 * i + 2), 16);
+  return out;
+}
+
+function bytesToHex(bytes: Uint8Array): string {
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+void randomBytes;
+
+export async function createClient(): Promise<Client> {
+  return Engine.create();
+}

@@ -1,0 +1,195 @@
+// What the screens see of the client: plain data in signals, and the
+// actions they may call. The engine (client.ts) owns the signals and is
+// the only writer; components read them and call `Actions`.
+import type { ReadonlySignal } from "@preact/signals";
+
+export type UserId = string;
+export type ConversationId = string;
+export type MessageId = string;
+
+/** An attachment as the message carries it (inside the encrypted payload). */
+export interface AttachmentEntry {
+  blob: string;
+  name: string;
+  mime: string;
+  size: number;
+  encrypted_size: number;
+  kind: "file" | "image" | "video" | "audio" | "voice" | "pdf" | "thumbnail";
+  key: { algorithm?: string; key: string; sha256: string };
+  width?: number;
+  height?: number;
+  duration_ms?: number;
+  thumbnail?: AttachmentEntry;
+}
+
+export type MessageStatus = "pending" | "sent" | "delivered" | "read" | "received" | "failed";
+
+/** A message as the user sees it: edits, deletes and reactions applied. */
+export interface MessageView {
+  conversation: ConversationId;
+  id: MessageId;
+  seq: number | null;
+  sender: UserId;
+  senderDevice: string;
+  ts: number;
+  text: string;
+  replyTo: MessageId | null;
+  edited: boolean;
+  deleted: boolean;
+  /** emoji → users who reacted with it */
+  reactions: Record<string, UserId[]>;
+  readBy: UserId[];
+  status: MessageStatus;
+  expiresMs: number | null;
+  attachments: AttachmentEntry[];
+  mine: boolean;
+}
+
+/** Lines in the chat that are not messages. */
+export type Notice =
+  | { kind: "missing"; conversation: ConversationId; sender: UserId; count: number; before: MessageId; ts: number }
+  | { kind: "key-changed"; conversation: ConversationId; user: UserId; verified: boolean; reason: string; ts: number }
+  | { kind: "undecryptable"; conversation: ConversationId; sender: UserId; id: MessageId; reason: string; ts: number }
+  | { kind: "membership"; conversation: ConversationId; text: string; ts: number }
+  | { kind: "timer"; conversation: ConversationId; seconds: number; ts: number };
+
+export type Role = "owner" | "admin" | "member";
+
+export interface ConversationView {
+  id: ConversationId;
+  kind: "direct" | "group";
+  /** the group's title, or the other person's name in a direct chat */
+  title: string;
+  /** object URL of the decrypted avatar, if any */
+  avatar: string | null;
+  members: Record<UserId, Role>;
+  myRole: Role | null;
+  unread: number;
+  last: MessageView | null;
+  lastTs: number;
+  timerSeconds: number;
+  /** users typing right now */
+  typing: UserId[];
+}
+
+export interface Contact {
+  user: UserId;
+  name: string;
+  avatar: string | null;
+  verified: boolean;
+}
+
+export interface DeviceView {
+  device: string;
+  name: string;
+  createdMs: number;
+  lastSeenMs: number;
+  current: boolean;
+}
+
+export interface Transfer {
+  /** what the bar is for: a pending message id (upload) or a blob id (download) */
+  id: string;
+  name: string;
+  direction: "up" | "down";
+  done: number;
+  total: number;
+}
+
+export type Connection = "offline" | "connecting" | "online";
+
+export type Verification =
+  | { stage: "incoming"; transaction: string; user: UserId; device: string }
+  | { stage: "waiting"; transaction: string; user: UserId }
+  | { stage: "emoji"; transaction: string; user: UserId; emoji: [string, string][]; decimals: [number, number, number] }
+  | { stage: "done"; transaction: string; user: UserId; verified: boolean; reason: string };
+
+export interface Session {
+  user: UserId;
+  device: string;
+  server: string;
+}
+
+export interface Settings {
+  theme: "system" | "light" | "dark";
+  notifications: boolean;
+  name: string;
+}
+
+export interface State {
+  session: ReadonlySignal<Session | null>;
+  connection: ReadonlySignal<Connection>;
+  conversations: ReadonlySignal<ConversationView[]>;
+  /** messages of the open conversation (oldest first) */
+  messages: ReadonlySignal<MessageView[]>;
+  notices: ReadonlySignal<Notice[]>;
+  contacts: ReadonlySignal<Record<UserId, Contact>>;
+  transfers: ReadonlySignal<Transfer[]>;
+  verification: ReadonlySignal<Verification | null>;
+  settings: ReadonlySignal<Settings>;
+  /** the last error worth telling the user, cleared by dismissError */
+  error: ReadonlySignal<string | null>;
+}
+
+export interface NewAccount {
+  user: UserId;
+  /** shown once; the user must store it */
+  recoveryCode: string;
+}
+
+export interface Actions {
+  // account
+  register(address: string, password: string, deviceName: string): Promise<NewAccount>;
+  /** log in on this browser with the recovery code (restores the identity key) */
+  loginWithRecoveryCode(address: string, password: string, code: string, deviceName: string): Promise<void>;
+  /** log in and wait for an existing device to confirm the link code */
+  loginWithLinkCode(address: string, password: string, code: string, deviceName: string): Promise<void>;
+  logout(): Promise<void>;
+  devices(): Promise<DeviceView[]>;
+  renameDevice(device: string, name: string): Promise<void>;
+  removeDevice(device: string, password: string): Promise<void>;
+  /** a link code (and QR payload) for a new device, and a promise for its request */
+  linkStart(): Promise<{ code: string; request: Promise<{ device: string; name: string }> }>;
+  linkConfirm(device: string, shareHistory: boolean): Promise<void>;
+  setProfile(name: string, avatar: Blob | null): Promise<void>;
+  updateSettings(change: Partial<Settings>): void;
+
+  // conversations
+  open(conversation: ConversationId | null): void;
+  startChat(address: string): Promise<ConversationId>;
+  createGroup(title: string, members: string[]): Promise<ConversationId>;
+  addMember(conversation: ConversationId, address: string, role?: Role): Promise<void>;
+  removeMember(conversation: ConversationId, address: string): Promise<void>;
+  setRole(conversation: ConversationId, address: string, role: Role): Promise<void>;
+  leave(conversation: ConversationId): Promise<void>;
+  rename(conversation: ConversationId, title: string): Promise<void>;
+  setAvatar(conversation: ConversationId, image: Blob): Promise<void>;
+  setTimer(conversation: ConversationId, seconds: number): Promise<void>;
+  search(text: string): MessageView[];
+
+  // messages
+  sendText(conversation: ConversationId, text: string, replyTo?: MessageId): Promise<MessageId>;
+  sendFile(conversation: ConversationId, file: Blob, name: string, caption?: string, kind?: AttachmentEntry["kind"], extra?: { duration_ms?: number }): Promise<MessageId>;
+  react(conversation: ConversationId, target: MessageId, emoji: string): Promise<void>;
+  edit(conversation: ConversationId, target: MessageId, text: string): Promise<void>;
+  deleteForEveryone(conversation: ConversationId, target: MessageId): Promise<void>;
+  markRead(conversation: ConversationId): Promise<void>;
+  typing(conversation: ConversationId, active: boolean): void;
+  /** decrypt an attachment (cached); an object URL */
+  attachmentUrl(entry: AttachmentEntry): Promise<string>;
+
+  // trust
+  safetyNumber(user: UserId): Promise<string>;
+  /** the QR payload this device shows for `user` to scan */
+  verificationQr(user: UserId): Promise<string>;
+  markVerified(user: UserId): Promise<void>;
+  verifyStart(user: UserId): Promise<void>;
+  verifyAccept(transaction: string): Promise<void>;
+  verifyConfirm(transaction: string): Promise<void>;
+  verifyCancel(transaction: string): Promise<void>;
+  dismissError(): void;
+}
+
+export interface Client extends Actions {
+  state: State;
+}

@@ -1,0 +1,198 @@
+// "New chat" by address and "New group" with a title and members.
+import type { JSX } from "preact";
+import { useState } from "preact/hooks";
+import { ADDRESS_PATTERN } from "../gen/proto";
+import { openConversation, useClient } from "./context";
+import { Dialog } from "./dialog";
+import { CloseIcon } from "./icons";
+
+const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
+
+function message(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
+}
+
+export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element {
+  const client = useClient();
+  const [address, setAddress] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  async function submit(e: Event): Promise<void> {
+    e.preventDefault();
+    const addr = address.trim().toLowerCase();
+    if (!ADDRESS_RE.test(addr)) {
+      setError("Enter an address like bob@example.org.");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const id = await client.startChat(addr);
+      onClose();
+      openConversation(client, id);
+    } catch (err) {
+      setError(message(err));
+      setBusy(false);
+    }
+  }
+
+  return (
+    <Dialog title="New chat" onClose={onClose} testid="new-chat-dialog">
+      <form class="form" onSubmit={submit}>
+        <label class="field">
+          <span class="field__label">Their address</span>
+          <input
+            class="input"
+            type="email"
+            inputMode="email"
+            autocomplete="off"
+            placeholder="bob@example.org"
+            autofocus
+            value={address}
+            onInput={(e) => setAddress(e.currentTarget.value)}
+            data-testid="new-chat-address"
+          />
+        </label>
+        {error && (
+          <p class="form__error" role="alert">
+            {error}
+          </p>
+        )}
+        <div class="dialog__actions">
+          <button type="button" class="button button--ghost" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="button" disabled={busy} data-testid="new-chat-submit">
+            {busy ? "Starting…" : "Start chat"}
+          </button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
+
+/** split typed addresses on commas, semicolons and whitespace */
+function splitAddresses(text: string): string[] {
+  return text
+    .split(/[\s,;]+/u)
+    .map((a) => a.trim().toLowerCase())
+    .filter((a) => a.length > 0);
+}
+
+export function NewGroupDialog({ onClose }: { onClose: () => void }): JSX.Element {
+  const client = useClient();
+  const [title, setTitle] = useState("");
+  const [members, setMembers] = useState<string[]>([]);
+  const [draft, setDraft] = useState("");
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+  const me = client.state.session.value?.user;
+
+  function addDraft(text: string): string[] {
+    const next = [...members];
+    for (const a of splitAddresses(text)) if (!next.includes(a) && a !== me) next.push(a);
+    setMembers(next);
+    setDraft("");
+    return next;
+  }
+
+  async function submit(e: Event): Promise<void> {
+    e.preventDefault();
+    const all = addDraft(draft);
+    const bad = all.filter((a) => !ADDRESS_RE.test(a));
+    if (!title.trim()) {
+      setError("Give the group a name.");
+      return;
+    }
+    if (bad.length > 0) {
+      setError(`Not an address: ${bad.join(", ")}`);
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    try {
+      const id = await client.createGroup(title.trim(), all);
+      onClose();
+      openConversation(client, id);
+    } catch (err) {
+      setError(message(err));
+      setBusy(false);
+    }
+  }
+
+  return (
+    <Dialog title="New group" onClose={onClose} testid="new-group-dialog">
+      <form class="form" onSubmit={submit}>
+        <label class="field">
+          <span class="field__label">Group name</span>
+          <input
+            class="input"
+            type="text"
+            autofocus
+            maxLength={100}
+            value={title}
+            onInput={(e) => setTitle(e.currentTarget.value)}
+            data-testid="new-group-title"
+          />
+        </label>
+        <label class="field">
+          <span class="field__label">Members</span>
+          <input
+            class="input"
+            type="text"
+            inputMode="email"
+            autocomplete="off"
+            placeholder="bob@example.org, carol@example.org"
+            value={draft}
+            onInput={(e) => {
+              const value = e.currentTarget.value;
+              if (/[\s,;]$/u.test(value)) addDraft(value);
+              else setDraft(value);
+            }}
+            onKeyDown={(e) => {
+              if (e.key === "Enter" && draft.trim()) {
+                e.preventDefault();
+                addDraft(draft);
+              } else if (e.key === "Backspace" && !draft && members.length > 0) {
+                setMembers(members.slice(0, -1));
+              }
+            }}
+            data-testid="new-group-members"
+          />
+          <span class="field__hint">Separate addresses with commas or spaces. You can add more people later.</span>
+        </label>
+        {members.length > 0 && (
+          <ul class="chips" aria-label="Members to add">
+            {members.map((m) => (
+              <li key={m} class={`chip${ADDRESS_RE.test(m) ? "" : " chip--bad"}`} data-testid="new-group-member">
+                {m}
+                <button
+                  type="button"
+                  class="chip__remove"
+                  aria-label={`Remove ${m}`}
+                  onClick={() => setMembers(members.filter((x) => x !== m))}
+                >
+                  <CloseIcon size={14} />
+                </button>
+              </li>
+            ))}
+          </ul>
+        )}
+        {error && (
+          <p class="form__error" role="alert">
+            {error}
+          </p>
+        )}
+        <div class="dialog__actions">
+          <button type="button" class="button button--ghost" onClick={onClose}>
+            Cancel
+          </button>
+          <button type="submit" class="button" disabled={busy} data-testid="new-group-submit">
+            {busy ? "Creating…" : "Create group"}
+          </button>
+        </div>
+      </form>
+    </Dialog>
+  );
+}
