@@ -88,6 +88,12 @@ async def test_reactions_edits_deletes_and_receipts(shared_server: ServerProcess
         assert messages[0].reactions == {"👍": [bob.user]}
         assert messages[0].read_by == [bob.user]
         assert messages[1].text == ""
+    # the same reaction again takes it back (as the web app's toggle does)
+    await bob.react(chat, first, "👍")
+    await bob.flush()
+    async with asyncio.timeout(10):
+        while any(c.history(chat)[0].reactions for c in (alice, bob)):
+            await asyncio.sleep(0.05)
 
 
 async def test_no_plaintext_at_rest(tmp_path: Path, sdk: Sdk) -> None:

@@ -8,9 +8,14 @@ from __future__ import annotations
 
 import itertools
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from pathlib import Path
 
 from playwright.async_api import Locator, Page, expect
 
+from taube.client import Client
+from taube.testing import ServerProcess
 from tests.web.conftest import PASSWORD, STEP_TIMEOUT_MS
 
 _names = itertools.count()
@@ -50,11 +55,14 @@ async def log_in(page: Page, address: str, code: str, device: str = "Second brow
     await expect(tid(page, "new-chat")).to_be_visible()
 
 
-async def start_chat(page: Page, address: str) -> None:
+async def start_chat(page: Page, address: str, title: str | None = None) -> None:
+    """Start a direct chat; ``title``: the name the chat shows (else the address)."""
     await tid(page, "new-chat").click()
     await tid(page, "new-chat-address").fill(address)
     await tid(page, "new-chat-submit").click()
-    await expect(tid(page, "chat")).to_be_visible()
+    await expect(tid(page, "new-chat-dialog")).to_have_count(0)
+    # the previous chat may still be on screen: wait for this one
+    await expect(tid(page, "chat-title")).to_have_text(title or address)
 
 
 async def create_group(page: Page, title: str, members: list[str]) -> None:
@@ -69,7 +77,7 @@ async def open_conversation(page: Page, title: str) -> None:
     """Open the conversation whose list entry shows ``title`` (waits for it)."""
     item = tid(page, "conversation").filter(has=page.get_by_text(title, exact=True))
     await item.first.click()
-    await expect(tid(page, "chat")).to_be_visible()
+    await expect(tid(page, "chat-title")).to_have_text(title)
 
 
 async def send_text(page: Page, text: str) -> None:
@@ -82,6 +90,11 @@ async def send_text(page: Page, text: str) -> None:
 def message(page: Page, text: str) -> Locator:
     """The bubble that shows ``text``."""
     return tid(page, "message").filter(has_text=text)
+
+
+async def message_texts(page: Page) -> list[str]:
+    """The text of every bubble in the open chat, top to bottom."""
+    return await tid(page, "message-text").all_inner_texts()
 
 
 async def message_action(page: Page, text: str, action: str) -> None:
@@ -105,3 +118,14 @@ async def edit(page: Page, text: str, new_text: str) -> None:
     await box.fill(new_text)
     await box.press("Enter")
     await expect(message(page, new_text)).to_be_visible()
+
+
+@asynccontextmanager
+async def sdk_user(server: ServerProcess, directory: Path, name: str) -> AsyncIterator[Client]:
+    """A Python SDK client with a new account on ``server``, shown to others
+    as ``name.capitalize()``; its profile lives in ``directory``."""
+    async with Client(directory) as client:
+        await client.register(server.url, new_address(name), PASSWORD)
+        await client.sync()
+        await client.set_profile(name.capitalize())
+        yield client

@@ -1454,7 +1454,14 @@ class Client:
             elif row.type == ev.DELETE:
                 shown[message.id] = _replace(message, text="", deleted=True, content={})
             elif row.type == ev.REACTION:
-                message.reactions.setdefault(str(row.content.get("key")), []).append(row.sender)
+                # the same reaction again from the same user takes it back
+                users = message.reactions.setdefault(str(row.content.get("key")), [])
+                if row.sender in users:
+                    users.remove(row.sender)
+                    if not users:
+                        del message.reactions[str(row.content.get("key"))]
+                else:
+                    users.append(row.sender)
         return [shown[i] for i in order][-limit:]
 
     def search(self, text: str, limit: int = 50) -> list[ev.Message]:

@@ -9,14 +9,39 @@
 import { computed, signal } from "@preact/signals";
 import { decryptAttachment, encryptAttachment, type AttachmentKey } from "../crypto/attachments";
 import { openBackup, newRecoveryCode, sealBackup } from "../crypto/backup";
-import { b64decode, b64encodePadded, fromUtf8, randomBytes, randomId, utf8 } from "../crypto/base64";
+import { b64decode, b64encode, b64encodePadded, fromUtf8, randomId, toHex, utf8 } from "../crypto/base64";
 import { CryptoError } from "../crypto/errors";
 import { acceptRoomKey, shareRoomKey } from "../crypto/keyshare";
-import { IdentityKeyPair, type VerifiedDevice } from "../crypto/keys";
+import { IdentityKeyPair, verifyDevice, verifyIdentityKey, type VerifiedDevice } from "../crypto/keys";
+import {
+  checkLinkSecret,
+  decodeLinkEnvelope,
+  envelopeOlmBody,
+  LINK_TTL_S,
+  linkRequestBody,
+  makeLinkCode,
+  matchesFingerprint,
+  parseLinkCode,
+  provisionalDevice,
+  TYPE_LINK_GRANT,
+  TYPE_LINK_REQUEST,
+} from "../crypto/linking";
 import { OutboundGroup } from "../crypto/megolm";
-import { initOlm } from "../crypto/olm";
+import { DeviceAccount, initOlm, OlmMachine } from "../crypto/olm";
 import { keyIdOf, newStateKey, sealState, unsealState } from "../crypto/statekey";
-import { formatSafetyNumber, safetyNumber, verificationQr } from "../crypto/verification";
+import {
+  EstablishedSas,
+  formatSafetyNumber,
+  newTransaction,
+  safetyNumber,
+  SAS_CANCEL,
+  SAS_KEY,
+  SAS_MAC,
+  SAS_START,
+  SAS_TYPES,
+  SasVerification,
+  verificationQr,
+} from "../crypto/verification";
 import {
   MESSAGE_TYPE,
   PROTOCOL_VERSION,
@@ -28,6 +53,8 @@ import {
   type ConversationList,
   type DeviceList,
   type KeyBackup,
+  type KeysResponse,
+  type ToDeviceMessage,
   type Message as MessageFrame,
   type MessagePayload,
   type ServerFrame,
@@ -154,6 +181,8 @@ export class Engine implements Client {
   private outboxAgain = false;
   private queueEmpty: (() => void)[] = [];
   private typingTimers = new Map<string, number>();
+  private pendingLink: PendingLink | null = null;
+  private readonly flows = new Map<string, Flow>();
 
   private constructor(
     private readonly db: Db,
@@ -256,16 +285,190 @@ export class Engine implements Client {
     await this.begin(keys);
   }
 
-  async loginWithLinkCode(): Promise<void> {
-    throw new ClientError("linking a browser by code is not available yet: log in with the recovery code");
+  /** On the new device: log in, then get the identity key from the
+   * existing device showing `code` (its user confirms there). */
+  async loginWithLinkCode(address: string, password: string, code: string, deviceName: string): Promise<void> {
+    const { secret, fingerprint } = parseLinkCode(code);
+    const user = parseAddress(address);
+    const session = await this.api.call<SessionBody>("POST", "/sessions", { address: user, password, device_name: deviceName });
+    this.api.token = session.token;
+    const olm = new OlmMachine(DeviceAccount.create(), user, session.device);
+    try {
+      const found = await this.api.call<KeysResponse>("POST", "/keys/query", { users: [user] });
+      const entry = found.users.find((u) => u.user === user);
+      if (!entry?.identity) throw new ClientError("the account has no identity key");
+      const identityKey = await verifyIdentityKey(entry.identity);
+      if (!(await matchesFingerprint(identityKey, fingerprint))) {
+        throw new ClientError("the code does not match this account: check it and try again");
+      }
+      const peers: VerifiedDevice[] = [];
+      for (const keys of entry.devices ?? []) {
+        try {
+          peers.push(await verifyDevice(identityKey, keys));
+        } catch {
+          // a device without a valid certificate is not asked
+        }
+      }
+      const claimed = peers.length
+        ? await this.api.call<ClaimResponse>("POST", "/keys/claim", { devices: peers.map((p) => ({ user: p.user, device: p.device })) })
+        : { keys: [] };
+      const messages: ToDeviceMessage[] = [];
+      for (const peer of peers) {
+        const key = claimed.keys.find((k) => k.device === peer.device);
+        if (!key) continue;
+        await olm.createOutboundSession(peer, key);
+        messages.push({ user, device: peer.device, body: b64encodePadded(linkRequestBody(olm, peer, secret, deviceName)) });
+      }
+      if (!messages.length) throw new ClientError("no device of this account can be reached");
+      const grant = await this.awaitGrant(session.token, olm, peers, messages, secret);
+      const identity = await IdentityKeyPair.fromSeed(b64decode(String(grant.identity ?? "")));
+      if (identity.publicKey !== identityKey) throw new ClientError("the granted identity key is not the account's");
+      const keys = await Keys.create(this.db, this.vault, this.api, session, identity, olm);
+      await keys.publish();
+      if (isEntry(grant.history)) await this.importHistory(grant.history, keys);
+      await this.begin(keys);
+    } catch (e) {
+      olm.account.free();
+      olm.free();
+      await this.api.call("DELETE", "/sessions/current").catch(() => undefined);
+      this.api.token = null;
+      throw e;
+    }
   }
 
+  /** A socket of its own until an existing device grants the link. */
+  private awaitGrant(
+    token: string,
+    olm: OlmMachine,
+    peers: VerifiedDevice[],
+    messages: ToDeviceMessage[],
+    secret: Uint8Array,
+  ): Promise<Record<string, unknown>> {
+    return new Promise((resolve, reject) => {
+      const ws = new WebSocket(location.origin.replace(/^http/, "ws") + "/api/v1/ws");
+      const timer = window.setTimeout(() => {
+        ws.close();
+        reject(new ClientError("the other device did not confirm in time"));
+      }, LINK_TTL_S * 1000);
+      const finish = (error: Error | null, grant?: Record<string, unknown>) => {
+        window.clearTimeout(timer);
+        ws.close();
+        if (error) reject(error);
+        else resolve(grant ?? {});
+      };
+      ws.onopen = () => {
+        ws.send(JSON.stringify({ type: "hello", protocol: PROTOCOL_VERSION, token, client: "taube-web" }));
+        ws.send(JSON.stringify({ type: "todevice.send", id: randomId(), messages }));
+      };
+      ws.onclose = () => finish(new ClientError("the connection closed before the link was confirmed"));
+      ws.onmessage = (event) => {
+        const frame = JSON.parse(String(event.data)) as ServerFrame;
+        if (frame.type !== "todevice") return;
+        ws.send(JSON.stringify({ type: "todevice.ack", seq: frame.seq }));
+        const peer = peers.find((p) => p.device === frame.sender_device && p.user === frame.sender);
+        if (!peer) return;
+        try {
+          const payload = olm.decryptToDevice(peer, b64decode(frame.body));
+          const content = (payload.content ?? {}) as Record<string, unknown>;
+          if (payload.type === TYPE_LINK_GRANT && checkLinkSecret(secret, String(content.secret ?? ""))) {
+            ws.onclose = null;
+            finish(null, content);
+          }
+        } catch {
+          // not for us, or not from the device it claims
+        }
+      };
+    });
+  }
+
+  /** On an existing device: a code (and QR) for the new device, and the
+   * request it sends with it. */
   async linkStart(): Promise<{ code: string; request: Promise<{ device: string; name: string }> }> {
-    throw new ClientError("linking a new device from the browser is not available yet: use the recovery code");
+    const keys = this.need();
+    const { code, secret } = await makeLinkCode(keys.identity.publicKey);
+    let deliver: (request: { device: string; name: string }) => void = () => undefined;
+    const request = new Promise<{ device: string; name: string }>((resolve) => (deliver = resolve));
+    this.pendingLink = { secret, expires: Date.now() + LINK_TTL_S * 1000, used: false, peer: null, deliver };
+    return { code, request };
   }
 
-  async linkConfirm(): Promise<void> {
-    throw new ClientError("linking is not available yet");
+  /** The user confirmed the new device: send it the identity key over Olm
+   * (and this device's history, encrypted like an attachment, if asked). */
+  async linkConfirm(device: string, shareHistory: boolean): Promise<void> {
+    const keys = this.need();
+    const pending = this.pendingLink;
+    if (!pending || pending.used || !pending.peer || pending.peer.device !== device) throw new ClientError("no link request is waiting");
+    const content: Record<string, unknown> = { identity: b64encode(keys.identity.seed()), secret: toHex(pending.secret) };
+    if (shareHistory) content.history = await this.exportHistory();
+    const body = keys.olm.encryptToDevice(pending.peer, TYPE_LINK_GRANT, content);
+    const ref = randomId();
+    await this.request({ type: "todevice.send", id: ref, messages: [{ user: keys.user, device, body: b64encodePadded(body) }] }, ref);
+    pending.used = true;
+    this.pendingLink = null;
+    await keys.save();
+  }
+
+  private async onLinkRequest(frame: ToDeviceFrame): Promise<boolean> {
+    const keys = this.need();
+    const pending = this.pendingLink;
+    const envelope = pending ? decodeLinkEnvelope(b64decode(frame.body)) : null;
+    if (!pending || !envelope) return false;
+    if (frame.sender !== keys.user || pending.used || Date.now() > pending.expires) return true;
+    const peer = provisionalDevice(keys.user, envelope, frame.sender_device, keys.identity.publicKey);
+    try {
+      const payload = keys.olm.decryptToDevice(peer, envelopeOlmBody(envelope));
+      const content = (payload.content ?? {}) as Record<string, unknown>;
+      if (payload.type !== TYPE_LINK_REQUEST || !checkLinkSecret(pending.secret, String(content.secret ?? ""))) return true;
+      await keys.save();
+      pending.peer = peer;
+      pending.deliver({ device: frame.sender_device, name: String(content.name ?? "").slice(0, 100) });
+    } catch (e) {
+      console.warn("link request refused", e);
+    }
+    return true;
+  }
+
+  /** This device's chats, messages and contacts in the SDK's history format,
+   * encrypted and uploaded like an attachment. */
+  private async exportHistory(): Promise<AttachmentEntry> {
+    const dump = {
+      conversations: [...this.chains].map(([c, { state, events }]) => [c, state.kind, JSON.stringify(events), Date.now()]),
+      messages: [...this.rows.values()].flat().filter((r) => r.status !== "pending" && r.status !== "failed").map((r) => [
+        r.conversation, r.id, r.seq, r.sender, r.senderDevice, r.ts, r.type, JSON.stringify(r.content), r.status, r.expiresMs,
+      ]),
+      profiles: (await this.db.all("profiles")).map((p) => [p.user, p.name, null, p.ts]),
+    };
+    const blob = new Blob([JSON.stringify(dump)], { type: "application/json" });
+    return this.upload(blob, "history.json", "file", null);
+  }
+
+  private async importHistory(entry: AttachmentEntry, keys: Keys): Promise<void> {
+    try {
+      const data = await this.api.download(`/blobs/${entry.blob}`);
+      const dump = JSON.parse(fromUtf8(await decryptAttachment(data, entry.key as AttachmentKey))) as {
+        conversations?: [string, string, string, number][];
+        messages?: [string, string, number | null, string, string, number, string, string, string, number | null][];
+        profiles?: [string, string, unknown, number][];
+      };
+      let order = this.order;
+      await this.db.write(["chains", "messages", "profiles"], (put) => {
+        for (const [conversation, , events, updated] of dump.conversations ?? []) {
+          put("chains", { conversation, events: JSON.parse(events) as unknown[], updatedMs: updated });
+        }
+        for (const m of dump.messages ?? []) {
+          put("messages", {
+            conversation: m[0], id: m[1], seq: m[2], sender: m[3], senderDevice: m[4], ts: m[5], type: m[6],
+            content: JSON.parse(m[7]) as Record<string, unknown>, status: m[8] === "received" ? "received" : "sent",
+            expiresMs: m[9], session: null, order: order++,
+          });
+        }
+        for (const [user, name, , ts] of dump.profiles ?? []) put("profiles", { user, name, avatar: null, ts });
+      });
+      this.order = order;
+    } catch (e) {
+      console.warn("the shared history could not be imported", e);
+    }
+    void keys;
   }
 
   async logout(): Promise<void> {
@@ -299,7 +502,9 @@ export class Engine implements Client {
 
   async setProfile(name: string, avatar: Blob | null): Promise<void> {
     const content: Record<string, unknown> = { name: name.slice(0, 100) };
+    const previous = (await this.db.get("kv", "own_profile"))?.value as Record<string, unknown> | undefined;
     if (avatar) content.avatar = await this.upload(avatar, "avatar.jpg", "image", null);
+    else if (previous?.avatar) content.avatar = previous.avatar; // null keeps the picture
     await this.db.put("kv", { key: "own_profile", value: content });
     this.updateSettings({ name });
     for (const conversation of this.chains.keys()) await this.sendProfile(conversation);
@@ -1088,6 +1293,7 @@ export class Engine implements Client {
 
   private async onToDevice(frame: ToDeviceFrame): Promise<void> {
     const keys = this.need();
+    if (await this.onLinkRequest(frame)) return;
     const sender = await keys.findDevice(frame.sender, frame.sender_device);
     if (!sender) return;
     let payload;
@@ -1095,6 +1301,11 @@ export class Engine implements Client {
       payload = keys.olm.decryptToDevice(sender, b64decode(frame.body));
     } catch (e) {
       console.info("to-device message refused", e);
+      return;
+    }
+    if (SAS_TYPES.has(payload.type)) {
+      await this.onSas(sender, payload.type, (payload.content ?? {}) as Record<string, unknown>);
+      await keys.save();
       return;
     }
     if (payload.type === TO_DEVICE_TYPE.roomKey) {
@@ -1328,21 +1539,166 @@ export class Engine implements Client {
     this.contactsSig.value = { ...this.contactsSig.value, [user]: { ...current, verified: true } };
   }
 
-  async verifyStart(): Promise<void> {
-    throw new ClientError("emoji verification from the browser is not available yet: compare the safety number");
+  /** Ask `user`'s devices to verify by emoji (SAS). */
+  async verifyStart(user: string): Promise<void> {
+    const keys = this.need();
+    const other = parseAddress(user);
+    await keys.refresh([other]);
+    const devices = (await keys.devicesOf([other])).filter((d) => !(d.user === keys.user && d.device === keys.device));
+    if (!devices.length) throw new ClientError(`${other} has no device to verify with`);
+    const transaction = newTransaction();
+    const flow: Flow = { transaction, peer: null, peers: devices, sas: new SasVerification(keys.user, keys.device, transaction), initiator: true, commitment: "", established: null, confirmed: false, theirMac: "", done: false };
+    this.flows.set(transaction, flow);
+    this.verificationSig.value = { stage: "waiting", transaction, user: other };
+    const commitment = await flow.sas.commitment();
+    for (const device of devices) await this.sendTo(device, SAS_START, { txn: transaction, commitment });
   }
 
-  async verifyAccept(): Promise<void> {
-    throw new ClientError("emoji verification from the browser is not available yet");
+  async verifyAccept(transaction: string): Promise<void> {
+    const flow = this.flow(transaction);
+    if (!flow.peer) throw new ClientError("nothing to accept");
+    this.verificationSig.value = { stage: "waiting", transaction, user: flow.peer.user };
+    await this.sendTo(flow.peer, SAS_KEY, { txn: transaction, key: flow.sas.publicKey });
   }
 
-  async verifyConfirm(): Promise<void> {
-    throw new ClientError("emoji verification from the browser is not available yet");
+  async verifyConfirm(transaction: string): Promise<void> {
+    const keys = this.need();
+    const flow = this.flow(transaction);
+    if (!flow.established || !flow.peer) throw new ClientError("nothing to confirm yet");
+    flow.confirmed = true;
+    const tag = flow.established.mac("identity", keys.identity.publicKey);
+    await this.sendTo(flow.peer, SAS_MAC, { txn: transaction, mac: tag });
+    await this.sasFinish(flow);
   }
 
-  async verifyCancel(): Promise<void> {
+  async verifyCancel(transaction: string): Promise<void> {
+    const flow = this.flows.get(transaction);
     this.verificationSig.value = null;
+    if (!flow || flow.done) return;
+    flow.done = true;
+    this.freeFlow(flow);
+    for (const device of flow.peer ? [flow.peer] : flow.peers) {
+      await this.sendTo(device, SAS_CANCEL, { txn: transaction, reason: "cancelled" }).catch(() => undefined);
+    }
   }
+
+  private flow(transaction: string): Flow {
+    const flow = this.flows.get(transaction);
+    if (!flow || flow.done) throw new ClientError("no such verification");
+    return flow;
+  }
+
+  private freeFlow(flow: Flow): void {
+    flow.established?.free();
+    flow.sas.free();
+    flow.established = null;
+  }
+
+  /** One Olm-encrypted to-device message (making the session if needed). */
+  private async sendTo(device: VerifiedDevice, type: string, content: Record<string, unknown>): Promise<void> {
+    const keys = this.need();
+    if (!keys.olm.hasSession(device)) {
+      const claimed = await this.api.call<ClaimResponse>("POST", "/keys/claim", { devices: [{ user: device.user, device: device.device }] });
+      const key = claimed.keys[0];
+      if (!key) throw new ClientError(`device ${device.device} has no keys left`);
+      await keys.olm.createOutboundSession(device, key);
+    }
+    const body = keys.olm.encryptToDevice(device, type, content);
+    await keys.save();
+    const ref = randomId();
+    await this.request({ type: "todevice.send", id: ref, messages: [{ user: device.user, device: device.device, body: b64encodePadded(body) }] }, ref);
+  }
+
+  private async onSas(sender: VerifiedDevice, type: string, content: Record<string, unknown>): Promise<void> {
+    const keys = this.need();
+    const transaction = String(content.txn ?? "");
+    const flow = this.flows.get(transaction);
+    if (type === SAS_START && !flow) {
+      if (!transaction || transaction.length > 64) return;
+      this.flows.set(transaction, {
+        transaction, peer: sender, peers: [sender], sas: new SasVerification(keys.user, keys.device, transaction), initiator: false,
+        commitment: String(content.commitment ?? ""), established: null, confirmed: false, theirMac: "", done: false,
+      });
+      this.verificationSig.value = { stage: "incoming", transaction, user: sender.user, device: sender.device };
+      return;
+    }
+    if (!flow || flow.done || !flow.peers.some((p) => p.user === sender.user && p.device === sender.device)) return;
+    try {
+      if (type === SAS_KEY && !flow.established) {
+        const key = String(content.key ?? "");
+        if (flow.initiator) {
+          flow.peer = sender; // the first device that answers
+          flow.established = await flow.sas.establish(sender.user, sender.device, key);
+          // not awaited: its acknowledgement comes through this very frame loop
+          void this.sendTo(sender, SAS_KEY, { txn: transaction, key: flow.sas.publicKey }).catch((e: unknown) => this.fail(e));
+        } else {
+          await flow.sas.checkCommitment(key, flow.commitment);
+          flow.established = await flow.sas.establish(sender.user, sender.device, key);
+        }
+        this.verificationSig.value = {
+          stage: "emoji", transaction, user: sender.user,
+          emoji: flow.established.emoji().map(([e, n]) => [e, n] as [string, string]), decimals: flow.established.decimals(),
+        };
+      } else if (type === SAS_MAC && flow.peer && flow.peer.device === sender.device && flow.peer.user === sender.user) {
+        flow.theirMac = String(content.mac ?? "");
+        await this.sasFinish(flow);
+      } else if (type === SAS_CANCEL) {
+        flow.done = true;
+        this.freeFlow(flow);
+        this.verificationSig.value = { stage: "done", transaction, user: sender.user, verified: false, reason: String(content.reason ?? "cancelled").slice(0, 200) };
+      }
+    } catch (e) {
+      flow.done = true;
+      this.freeFlow(flow);
+      this.verificationSig.value = { stage: "done", transaction, user: sender.user, verified: false, reason: (e as Error).message };
+    }
+  }
+
+  /** Both confirmed and the peer's MAC is in: check it against the pinned key. */
+  private async sasFinish(flow: Flow): Promise<void> {
+    if (!flow.confirmed || !flow.theirMac || !flow.established || flow.done || !flow.peer) return;
+    flow.done = true;
+    const user = flow.peer.user;
+    const pinned = this.need().pinned(user);
+    try {
+      if (!pinned) throw new ClientError("no identity key pinned");
+      flow.established.verifyMac("identity", pinned.identityKey, flow.theirMac);
+    } catch (e) {
+      this.freeFlow(flow);
+      this.verificationSig.value = { stage: "done", transaction: flow.transaction, user, verified: false, reason: (e as Error).message };
+      return;
+    }
+    this.freeFlow(flow);
+    await this.markVerified(user);
+    this.verificationSig.value = { stage: "done", transaction: flow.transaction, user, verified: true, reason: "" };
+    this.kickOutbox();
+  }
+}
+
+interface PendingLink {
+  secret: Uint8Array;
+  expires: number;
+  used: boolean;
+  peer: VerifiedDevice | null;
+  deliver: (request: { device: string; name: string }) => void;
+}
+
+interface Flow {
+  transaction: string;
+  /** the other device (null until one answers a start) */
+  peer: VerifiedDevice | null;
+  /** devices a start went to */
+  peers: VerifiedDevice[];
+  sas: SasVerification;
+  initiator: boolean;
+  /** the initiator's, as received (responder side) */
+  commitment: string;
+  established: EstablishedSas | null;
+  /** our user said the emoji match */
+  confirmed: boolean;
+  /** held until our user confirms */
+  theirMac: string;
+  done: boolean;
 }
 
 class Disconnected extends Error {}
@@ -1396,8 +1752,6 @@ function hexToBytes(hex: string): Uint8Array {
 function bytesToHex(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
-
-void randomBytes;
 
 export async function createClient(): Promise<Client> {
   return Engine.create();

@@ -62,9 +62,9 @@ export class Keys {
     api: Api,
     session: { user: string; device: string; token: string },
     identity: IdentityKeyPair,
+    existing?: OlmMachine,
   ): Promise<Keys> {
-    const account = DeviceAccount.create();
-    const olm = new OlmMachine(account, session.user, session.device);
+    const olm = existing ?? new OlmMachine(DeviceAccount.create(), session.user, session.device);
     const keys = new Keys(
       db, vault, api, session.user, session.device, session.token, identity, olm, new InboundGroupStore(), randomBytes(32),
     );
