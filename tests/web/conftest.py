@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from playwright.async_api import Browser, BrowserContext, Page, async_playwright, expect
 
+from taube.client import Client
 from taube.testing import ServerProcess
 from taube.webapp import DIST
 from tests.conftest import missing_service
@@ -91,3 +92,29 @@ async def new_page(browser: Browser, request: pytest.FixtureRequest) -> AsyncIte
             await page.screenshot(path=ARTIFACTS / f"{request.node.name}-{n}.png")
         await context.close()
     assert not errors, f"uncaught errors in the page: {errors}"
+
+
+#: ``client = await sdk("name")``: a Python SDK user on ``web_server``, synced;
+#: ``profile=True`` also shares the display name ``Name``
+SdkFactory = Callable[..., Awaitable[Client]]
+
+
+@pytest.fixture
+async def sdk(tmp_path: Path, web_server: ServerProcess) -> AsyncIterator[SdkFactory]:
+    from tests.web.driver import new_address
+
+    opened: list[Client] = []
+
+    async def make(name: str, *, profile: bool = True) -> Client:
+        client = Client(tmp_path / f"sdk-{name}")
+        await client.__aenter__()
+        opened.append(client)
+        await client.register(web_server.url, new_address(name), PASSWORD)
+        await client.sync()
+        if profile:
+            await client.set_profile(name.capitalize())
+        return client
+
+    yield make
+    for client in opened:
+        await client.__aexit__(None, None, None)

@@ -6,6 +6,7 @@ app keeps for tests) and waits for what a user would wait for.
 
 from __future__ import annotations
 
+import asyncio
 import itertools
 import os
 from collections.abc import AsyncIterator
@@ -14,7 +15,7 @@ from pathlib import Path
 
 from playwright.async_api import Locator, Page, expect
 
-from taube.client import Client
+from taube.client import Client, Received
 from taube.testing import ServerProcess
 from tests.web.conftest import PASSWORD, STEP_TIMEOUT_MS
 
@@ -129,3 +130,12 @@ async def sdk_user(server: ServerProcess, directory: Path, name: str) -> AsyncIt
         await client.sync()
         await client.set_profile(name.capitalize())
         yield client
+
+
+async def received(client: Client, text: str, timeout: float = 20.0) -> Received:
+    """Wait until the SDK ``client`` receives a message containing ``text``."""
+    async with asyncio.timeout(timeout):
+        async for event in client.events():
+            if isinstance(event, Received) and text in event.message.text:
+                return event
+    raise AssertionError(f"no message with {text!r}")

@@ -4,36 +4,13 @@ between browsers), the safety number, and emoji verification with the SDK."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from pathlib import Path
 
-import pytest
 from playwright.async_api import Page, expect
 
-from taube.client import Client, Received, VerificationDone, VerificationEmoji
+from taube.client import Received, VerificationDone, VerificationEmoji
 from taube.testing import ServerProcess
-from tests.web.conftest import PASSWORD, PageFactory
-from tests.web.driver import message, new_address, open_conversation, send_text, sign_up, tid
-
-SdkFactory = Callable[[str], Awaitable[Client]]
-
-
-@pytest.fixture
-async def sdk(tmp_path: Path, web_server: ServerProcess) -> AsyncIterator[SdkFactory]:
-    opened: list[Client] = []
-
-    async def make(name: str) -> Client:
-        client = Client(tmp_path / f"sdk-{name}")
-        await client.__aenter__()
-        opened.append(client)
-        await client.register(web_server.url, new_address(name), PASSWORD)
-        await client.sync()
-        await client.set_profile(name.capitalize())
-        return client
-
-    yield make
-    for client in opened:
-        await client.__aexit__(None, None, None)
+from tests.web.conftest import PASSWORD, PageFactory, SdkFactory
+from tests.web.driver import message, open_conversation, send_text, sign_up, tid
 
 
 async def log_in_with_link(page: Page, address: str, code: str, device: str) -> None:

@@ -10,54 +10,23 @@ from __future__ import annotations
 
 import asyncio
 import io
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
-import pytest
 from PIL import Image
 from playwright.async_api import Page, expect
 
 from taube.client import Client, Received
 from taube.testing import ServerProcess, canary
-from tests.web.conftest import PASSWORD, PageFactory
+from tests.web.conftest import PageFactory, SdkFactory
 from tests.web.driver import (
     message,
-    new_address,
     open_conversation,
+    received,
     send_text,
     sign_up,
     start_chat,
     tid,
 )
-
-SdkFactory = Callable[[str], Awaitable[Client]]
-
-
-@pytest.fixture
-async def sdk(tmp_path: Path, web_server: ServerProcess) -> AsyncIterator[SdkFactory]:
-    opened: list[Client] = []
-
-    async def make(name: str) -> Client:
-        client = Client(tmp_path / f"sdk-{name}")
-        await client.__aenter__()
-        opened.append(client)
-        await client.register(web_server.url, new_address(name), PASSWORD)
-        await client.sync()
-        await client.set_profile(name.capitalize())
-        return client
-
-    yield make
-    for client in opened:
-        await client.__aexit__(None, None, None)
-
-
-async def received_text(client: Client, text: str, timeout: float = 20.0) -> Received:
-    """Wait for a message whose text contains ``text``."""
-    async with asyncio.timeout(timeout):
-        async for event in client.events():
-            if isinstance(event, Received) and text in event.message.text:
-                return event
-    raise AssertionError(f"no message with {text!r}")
 
 
 async def received_attachment(client: Client, kind: str, timeout: float = 30.0) -> Received:
@@ -106,7 +75,7 @@ async def test_direct_chat_browser_and_sdk_both_ways(
 
     # browser → SDK, a reply in the same chat
     await send_text(page, "Hello from the browser")
-    event = await received_text(bot, "Hello from the browser")
+    event = await received(bot, "Hello from the browser")
     assert event.message.conversation == chat
 
     # an image from the browser: the SDK decrypts the same bytes
@@ -134,7 +103,7 @@ async def test_direct_chat_browser_and_sdk_both_ways(
     other = await sdk("olga")
     await start_chat(page, other.user)
     await send_text(page, "Browser starts this one")
-    await received_text(other, "Browser starts this one")
+    await received(other, "Browser starts this one")
 
     assert canary.scan([web_server.data_dir], ["Hello from Python", "Hello from the browser"]) == []
 
@@ -157,7 +126,7 @@ async def test_mixed_group_and_key_rotation_after_removal(
 
     await send_text(ann, "Ann here")
     await expect(message(ben, "Ann here")).to_be_visible()
-    before = await received_text(bot, "Ann here")
+    before = await received(bot, "Ann here")
 
     # the SDK owner removes Ben: both implementations rotate their sessions
     await bot.remove_member(group, ben_address)
@@ -165,7 +134,7 @@ async def test_mixed_group_and_key_rotation_after_removal(
     await bot.send_text(group, "Ben has left us")
     await expect(message(ann, "Ben has left us")).to_be_visible()
     await send_text(ann, "Only two of us now")
-    after = await received_text(bot, "Only two of us now")
+    after = await received(bot, "Only two of us now")
 
     assert bot.profile is not None
     rows = bot.profile.execute(
