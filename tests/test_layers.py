@@ -34,9 +34,11 @@ ALLOWED: dict[str, set[str]] = {
     "tui": {"proto", "crypto", "client"},
     "connectors": {"proto", "crypto", "client"},
     "store": {"proto"},
-    "server": {"proto", "store"},
+    "server": {"proto", "store", "webapp"},
     "testing": {"proto", "crypto", "client"},
     "web": set(),
+    #: the web app's built bundle (data only)
+    "webapp": set(),
 }
 
 #: modules allowed to load the server by name, and which
