@@ -82,3 +82,16 @@ async def test_group_chat_between_browsers(
     await expect(message(owner, "I do")).to_be_visible()
     await expect(message(ben, "I do")).to_be_visible()
     assert canary.scan([web_server.data_dir], ["Who brings the tent?", "Weekend trip"]) == []
+
+
+async def test_a_second_tab_does_not_run_a_second_engine(
+    web_server: ServerProcess, new_page: PageFactory
+) -> None:
+    """Two engines on one profile would both send from the outbox."""
+    first = await new_page(web_server)
+    await sign_up(first, "tab")
+    second = await first.context.new_page()
+    await second.goto(web_server.url + "/")
+    await expect(second.get_by_text("already open in another tab")).to_be_visible()
+    await second.close()
+    await expect(tid(first, "new-chat")).to_be_visible()

@@ -191,6 +191,7 @@ export class Engine implements Client {
   ) {}
 
   static async create(): Promise<Engine> {
+    await holdProfileLock();
     await initOlm();
     const db = await Db.open();
     const engine = new Engine(db, await Vault.open(db), new Api());
@@ -1751,6 +1752,20 @@ function hexToBytes(hex: string): Uint8Array {
 
 function bytesToHex(bytes: Uint8Array): string {
   return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** One tab at a time owns the profile: two engines on one IndexedDB would
+ * both send from the outbox and both encrypt, skipping Megolm indexes. The
+ * lock is held until the tab closes. */
+async function holdProfileLock(): Promise<void> {
+  if (!("locks" in navigator)) return;
+  const got = await new Promise<boolean>((resolve) => {
+    void navigator.locks.request("taube-profile", { ifAvailable: true }, (lock) => {
+      resolve(lock !== null);
+      return lock === null ? undefined : new Promise<void>(() => undefined);
+    });
+  });
+  if (!got) throw new ClientError("taube is already open in another tab of this browser: use that one, or close it and reload");
 }
 
 export async function createClient(): Promise<Client> {
