@@ -9,11 +9,13 @@ from __future__ import annotations
 import asyncio
 import itertools
 import os
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
+from types import TracebackType
 
-from playwright.async_api import Locator, Page, expect
+from playwright.async_api import BrowserContext, Locator, Page, WebSocketRoute, expect
 
 from taube.client import Client, Received
 from taube.testing import ServerProcess
@@ -89,7 +91,7 @@ async def send_text(page: Page, text: str) -> None:
 
 
 def message(page: Page, text: str) -> Locator:
-    """The bubble that shows ``text``."""
+    """The bubbles that show ``text``."""
     return tid(page, "message").filter(has_text=text)
 
 
@@ -139,3 +141,66 @@ async def received(client: Client, text: str, timeout: float = 20.0) -> Received
             if isinstance(event, Received) and text in event.message.text:
                 return event
     raise AssertionError(f"no message with {text!r}")
+
+
+class NetworkSwitch:
+    """Takes one browser context off the network and back.
+
+    Chromium's offline emulation (``BrowserContext.set_offline``) fails new
+    requests but does not close a WebSocket that is already open: its frames
+    stop until the emulation ends, and the page never learns it was cut off
+    (seen with Chromium 156). So the switch also routes the page's WebSocket
+    through Playwright: cutting the network closes the open socket (both
+    ends, as a lost connection would) and refuses new ones until the network
+    is back; HTTP requests go through the offline emulation.
+
+    Install it before the page opens its WebSocket (before signing up, or
+    reload after): sockets opened earlier are not routed.
+    """
+
+    def __init__(self, context: BrowserContext) -> None:
+        self.context = context
+        self.offline = False
+        self._open: list[tuple[WebSocketRoute, WebSocketRoute]] = []
+
+    async def __aenter__(self) -> NetworkSwitch:
+        await self.context.route_web_socket(re.compile(r"/api/v1/ws$"), self._route)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self.offline:
+            await self.restore()
+
+    async def _route(self, page_side: WebSocketRoute) -> None:
+        if self.offline:
+            await page_side.close(code=1001, reason="offline")
+            return
+        self._open.append((page_side, page_side.connect_to_server()))
+
+    async def cut(self) -> None:
+        """Close the open WebSocket and fail every new request."""
+        self.offline = True
+        await self.context.set_offline(True)
+        opened, self._open = self._open, []
+        for page_side, server_side in opened:
+            await server_side.close(code=1001, reason="offline")
+            await page_side.close(code=1001, reason="offline")
+
+    async def restore(self) -> None:
+        """The network is back: the page reconnects by itself."""
+        self.offline = False
+        await self.context.set_offline(False)
+
+
+async def wait_offline(page: Page) -> None:
+    await expect(tid(page, "connection-banner").first).to_have_attribute("data-state", "offline")
+
+
+async def wait_online(page: Page) -> None:
+    """The banner goes once the server has welcomed the page again."""
+    await expect(tid(page, "connection-banner")).to_have_count(0)
