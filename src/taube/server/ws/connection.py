@@ -174,6 +174,18 @@ class Connection:
             self.dirty.add(cursor.conversation)
         first = True
         while not self.closed:
+            # the device queue first: it carries the room keys that the
+            # conversation entries after it need (else they wait undecrypted)
+            if self.queue_wanted and not self.closed:
+                self.queue_wanted = False
+                self.queue_draining = True
+                try:
+                    await self._drain_queue()
+                except StoreUnavailable as exc:
+                    self.queue_wanted = True
+                    await self._store_wait(exc)
+                finally:
+                    self.queue_draining = False
             while self.dirty and not self.closed:
                 conversation = min(self.dirty)
                 self.dirty.discard(conversation)
@@ -185,16 +197,6 @@ class Connection:
                     await self._store_wait(exc)
                 finally:
                     self.draining = None
-            if self.queue_wanted and not self.closed:
-                self.queue_wanted = False
-                self.queue_draining = True
-                try:
-                    await self._drain_queue()
-                except StoreUnavailable as exc:
-                    self.queue_wanted = True
-                    await self._store_wait(exc)
-                finally:
-                    self.queue_draining = False
             if first and not self.dirty and not self.queue_wanted:
                 first = False
                 self.send(frames.QueueEmpty())
