@@ -21,6 +21,7 @@ import contextlib
 import hmac
 import logging
 import random
+import shutil
 import tempfile
 import time
 from collections.abc import AsyncIterator, Callable, Coroutine
@@ -736,24 +737,48 @@ class Client:
         )
 
     async def set_profile(self, name: str, avatar: Path | None = None) -> None:
-        """Set the display name (and avatar) and share them, encrypted, in
-        every conversation; conversations made later get them when made."""
-        profile, api, _ = self._need()
+        """Set the display name (and avatar; ``None`` keeps the current one)
+        and share them, encrypted, in every conversation; conversations made
+        later get them when made. Each conversation gets its own upload of
+        the picture: the server deletes a blob once its members have it."""
+        profile, _, _ = self._need()
+        previous = self._own_profile() or {}
         content: dict[str, Any] = {"name": name}
         if avatar is not None:
-            content["avatar"] = await attachments.upload(api, avatar, kind="image")
+            # kept here: every conversation gets a fresh upload (the server
+            # deletes a blob once the members of the first one have it)
+            data = await asyncio.to_thread(avatar.read_bytes)
+            await asyncio.to_thread(self._own_avatar.write_bytes, data)
+            content["avatar_name"] = avatar.name
+        elif "avatar_name" in previous:  # a new name keeps the picture
+            content["avatar_name"] = previous["avatar_name"]
         profile.put_raw("own_profile", msgspec.json.encode(content))
         for conversation, _state in await self.conversations():
             await self._send_profile(conversation)
 
-    async def _send_profile(self, conversation: ConversationId) -> None:
+    @property
+    def _own_avatar(self) -> Path:
+        return self.profile_dir / "own-avatar"
+
+    def _own_profile(self) -> dict[str, Any] | None:
         assert self.profile is not None
         own = self.profile.get_raw("own_profile")
-        if own is not None:
-            content = msgspec.json.decode(own)
-            if "avatar" in content:
-                content["attachments"] = [content["avatar"]]
-            await self.send(conversation, ev.PROFILE, content)
+        return None if own is None else dict(msgspec.json.decode(own))
+
+    async def _send_profile(self, conversation: ConversationId) -> None:
+        _, api, _ = self._need()
+        own = self._own_profile()
+        if own is None:
+            return
+        content: dict[str, Any] = {"name": own.get("name", "")}
+        if "avatar_name" in own and self._own_avatar.exists():
+            with tempfile.TemporaryDirectory() as directory:
+                path = Path(directory) / str(own["avatar_name"])
+                await asyncio.to_thread(shutil.copyfile, self._own_avatar, path)
+                entry = await attachments.upload(api, path, kind="image")
+            content["avatar"] = entry
+            content["attachments"] = [entry]
+        await self.send(conversation, ev.PROFILE, content)
 
     def contact(self, user: str) -> ev.Profile | None:
         """A contact's display name and avatar, as they last shared them."""
