@@ -67,7 +67,7 @@ import {
 } from "../gen/proto";
 import { Api, ServerError } from "./api";
 import { checkSignature, newChain, signEvent, verifyChain } from "./chain";
-import { Db, type MessageRow, type OutboxRow } from "./db";
+import { Db, type MessageRow, type OutboxRow, type PendingUpload } from "./db";
 import { Keys, type KeyChange } from "./keys";
 import type {
   AttachmentEntry,
@@ -99,6 +99,11 @@ const ANNOTATIONS = new Set<string>([
   MESSAGE_TYPE.avatar,
 ]);
 const SEND_TIMEOUT_MS = 15_000;
+/** frames handled per IndexedDB commit (and per round of acks) */
+const BATCH_FRAMES = 200;
+/** an idle connection is pinged this often; no pong in PONG_TIMEOUT_MS: reconnect */
+const PING_EVERY_MS = 20_000;
+const PONG_TIMEOUT_MS = 10_000;
 const THUMBNAIL_SIZE = 320;
 const ADDRESS = /^[a-z0-9][a-z0-9._-]{0,63}@[a-z0-9](?:[a-z0-9.-]{0,251}[a-z0-9])?(?::[0-9]{1,5})?$/;
 
@@ -176,7 +181,12 @@ export class Engine implements Client {
   private closing = false;
   private backoffMs = 200;
   private readonly waiting = new Map<string, Waiter>();
-  private frames: Promise<void> = Promise.resolve();
+  private readonly inbox: { ws: WebSocket; frame: ServerFrame }[] = [];
+  private draining = false;
+  /** what the frames of the batch being handled stored */
+  private batch: { rows: MessageRow[]; undecrypted: [string, number][]; keys: boolean } | null = null;
+  private lastPong = 0;
+  private pingSent = 0;
   private outboxRunning = false;
   private outboxAgain = false;
   private queueEmpty: (() => void)[] = [];
@@ -244,7 +254,10 @@ export class Engine implements Client {
     this.bump();
     this.connect();
     window.setInterval(() => void this.expire(), 1000);
+    window.setInterval(() => this.heartbeat(), PING_EVERY_MS / 2);
     window.addEventListener("online", () => this.reconnectSoon());
+    // the browser knows the network is gone before the socket does
+    window.addEventListener("offline", () => this.ws?.close(4001, "offline"));
   }
 
   private bump(): void {
@@ -420,7 +433,7 @@ export class Engine implements Client {
       const payload = keys.olm.decryptToDevice(peer, envelopeOlmBody(envelope));
       const content = (payload.content ?? {}) as Record<string, unknown>;
       if (payload.type !== TYPE_LINK_REQUEST || !checkLinkSecret(pending.secret, String(content.secret ?? ""))) return true;
-      await keys.save();
+      await this.keysChanged();
       pending.peer = peer;
       pending.deliver({ device: frame.sender_device, name: String(content.name ?? "").slice(0, 100) });
     } catch (e) {
@@ -501,21 +514,32 @@ export class Engine implements Client {
     await this.api.call("DELETE", `/devices/${encodeURIComponent(device)}`, { password });
   }
 
+  /** Set the display name (and picture; `null` keeps the current one) and
+   * share them, encrypted, in every conversation. The picture is kept here
+   * and uploaded afresh for each conversation: the server deletes a blob
+   * once the members of the conversation that named it have it. */
   async setProfile(name: string, avatar: Blob | null): Promise<void> {
     const content: Record<string, unknown> = { name: name.slice(0, 100) };
     const previous = (await this.db.get("kv", "own_profile"))?.value as Record<string, unknown> | undefined;
-    if (avatar) content.avatar = await this.upload(avatar, "avatar.jpg", "image", null);
-    else if (previous?.avatar) content.avatar = previous.avatar; // null keeps the picture
+    if (avatar) {
+      await this.db.put("attachments", { blob: OWN_AVATAR, data: avatar });
+      content.avatar_name = "avatar.jpg";
+    } else if (previous?.avatar_name) content.avatar_name = previous.avatar_name;
     await this.db.put("kv", { key: "own_profile", value: content });
     this.updateSettings({ name });
     for (const conversation of this.chains.keys()) await this.sendProfile(conversation);
   }
 
   private async sendProfile(conversation: string): Promise<void> {
-    const own = await this.db.get("kv", "own_profile");
+    const own = (await this.db.get("kv", "own_profile"))?.value as Record<string, unknown> | undefined;
     if (!own) return;
-    const content = { ...(own.value as Record<string, unknown>) };
-    if (content.avatar) content.attachments = [content.avatar];
+    const content: Record<string, unknown> = { name: own.name ?? "" };
+    const picture = own.avatar_name ? await this.db.get("attachments", OWN_AVATAR) : undefined;
+    if (picture) {
+      const entry = await this.upload(picture.data, String(own.avatar_name), "image", null);
+      content.avatar = entry;
+      content.attachments = [entry];
+    }
     await this.send(conversation, MESSAGE_TYPE.profile, content);
   }
 
@@ -780,18 +804,35 @@ export class Engine implements Client {
     kind?: AttachmentEntry["kind"],
     extra?: { duration_ms?: number },
   ): Promise<string> {
-    const id = randomId();
     const mime = file.type || "application/octet-stream";
     const chosen = kind ?? kindOf(mime);
     const placeholder = { name, mime, size: file.size, kind: chosen };
-    await this.storeRow(this.rowOf(conversation, id, MESSAGE_TYPE.text, { body: caption, attachments: [placeholder] }, "pending"));
-    try {
-      const entry = await this.upload(file, name, chosen, id, extra);
-      return await this.send(conversation, MESSAGE_TYPE.text, { body: caption, attachments: [entry] }, id);
-    } catch (e) {
-      await this.setStatus(conversation, id, "failed");
-      throw e;
-    }
+    const id = randomId();
+    // the file waits in the profile and goes out through the outbox, like
+    // text: offline, it is sent once the network is back
+    await this.db.put("attachments", { blob: pendingKey(id), data: file });
+    const upload: PendingUpload = { name, kind: chosen, caption, extra: { ...extra } };
+    return this.send(conversation, MESSAGE_TYPE.text, { body: caption, attachments: [placeholder] }, id, upload);
+  }
+
+  /** Encrypt and upload an outbox entry's file; the payload then names it. */
+  private async uploadPending(row: OutboxRow, upload: PendingUpload): Promise<OutboxRow> {
+    const stored = await this.db.get("attachments", pendingKey(row.id));
+    if (!stored) throw new ClientError("the file to send is gone from this browser");
+    const entry = await this.upload(stored.data, upload.name, upload.kind as AttachmentEntry["kind"], row.id, upload.extra);
+    const payload = JSON.parse(row.payload) as MessagePayload;
+    const content = { ...(payload.content ?? {}), body: upload.caption, attachments: [entry] };
+    const next: OutboxRow = { ...row, payload: JSON.stringify({ ...payload, content }), upload: null };
+    const message = this.findRow(row.conversation, row.id);
+    const shown = message ? { ...message, content } : null;
+    if (shown) this.replaceRow(shown);
+    await this.db.write(["outbox", "messages", "attachments"], (put, del) => {
+      put("outbox", next);
+      if (shown) put("messages", shown);
+      del("attachments", pendingKey(row.id));
+    });
+    this.bump();
+    return next;
   }
 
   private async upload(
@@ -833,7 +874,13 @@ export class Engine implements Client {
   }
 
   /** Put a message in the outbox; it is sent as soon as possible. */
-  private async send(conversation: string, type: string, content: Record<string, unknown>, reuseId?: string): Promise<string> {
+  private async send(
+    conversation: string,
+    type: string,
+    content: Record<string, unknown>,
+    reuseId?: string,
+    upload?: PendingUpload,
+  ): Promise<string> {
     const keys = this.need();
     const { state } = await this.chain(conversation);
     if (!(keys.user in state.members)) throw new ClientError("you are not a member of this conversation");
@@ -859,6 +906,7 @@ export class Engine implements Client {
       expireMs: state.timerSeconds ? state.timerSeconds * 1000 : null,
       body: null,
       order: row.order,
+      upload: upload ?? null,
     };
     this.replaceRow(row);
     await this.db.write(["outbox", "messages"], (put) => {
@@ -913,7 +961,10 @@ export class Engine implements Client {
             }
             console.warn("send failed for good", e);
             this.fail(e);
-            await this.db.delete("outbox", row.id);
+            await this.db.write(["outbox", "attachments"], (_put, del) => {
+              del("outbox", row.id);
+              del("attachments", pendingKey(row.id));
+            });
             await this.setStatus(row.conversation, row.id, "failed");
           }
         }
@@ -923,8 +974,9 @@ export class Engine implements Client {
     }
   }
 
-  private async sendOne(row: OutboxRow): Promise<void> {
+  private async sendOne(queued: OutboxRow): Promise<void> {
     const keys = this.need();
+    const row = queued.upload ? await this.uploadPending(queued, queued.upload) : queued;
     let body = row.body;
     const payload = JSON.parse(row.payload) as MessagePayload;
     if (body === null) {
@@ -1040,11 +1092,10 @@ export class Engine implements Client {
       try {
         frame = JSON.parse(String(event.data)) as ServerFrame;
       } catch {
-        return;
+        return; // not JSON: nothing a server of ours sends
       }
-      this.frames = this.frames.then(() => this.onFrame(ws, frame)).catch((e: unknown) => {
-        console.error("frame failed", e);
-      });
+      this.inbox.push({ ws, frame });
+      void this.drainInbox();
     };
     ws.onclose = (event) => {
       if (this.ws === ws) this.ws = null;
@@ -1062,6 +1113,22 @@ export class Engine implements Client {
     };
   }
 
+  /** A connection that died silently (no close from the network) shows up
+   * as a missing pong: close it, and the reconnect loop takes over. */
+  private heartbeat(): void {
+    const ws = this.ws;
+    if (!ws || ws.readyState !== WebSocket.OPEN || this.connectionSig.value !== "online") return;
+    const now = Date.now();
+    if (this.pingSent && this.lastPong < this.pingSent && now - this.pingSent > PONG_TIMEOUT_MS) {
+      ws.close(4002, "no pong");
+      return;
+    }
+    if (now - this.pingSent >= PING_EVERY_MS) {
+      this.pingSent = now;
+      ws.send(JSON.stringify({ type: "ping", ref: String(now) }));
+    }
+  }
+
   private reconnectSoon(): void {
     this.backoffMs = 200;
     if (!this.ws) this.connect();
@@ -1072,49 +1139,98 @@ export class Engine implements Client {
     return new Promise((resolve) => this.queueEmpty.push(resolve));
   }
 
-  private async onFrame(ws: WebSocket, frame: ServerFrame): Promise<void> {
-    const ack = (f: ClientFrame) => {
-      if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(f));
-    };
+  /** Handle what arrived in batches: every frame of a batch is handled in
+   * order, then what they stored is committed in one IndexedDB transaction
+   * (and the keys sealed once), and only then are they acknowledged, one
+   * ack per conversation. A frame that fails closes the socket before its
+   * ack, so the server sends it again. */
+  private async drainInbox(): Promise<void> {
+    if (this.draining) return;
+    this.draining = true;
+    try {
+      while (this.inbox.length) {
+        const batch = this.inbox.splice(0, BATCH_FRAMES);
+        this.batch = { rows: [], undecrypted: [], keys: false };
+        const acks = new Map<string, { ws: WebSocket; frame: ClientFrame }>();
+        let broken: WebSocket | null = null;
+        for (const { ws, frame } of batch) {
+          if (ws === broken) continue;
+          try {
+            const ack = await this.onFrame(ws, frame);
+            if (ack) acks.set(ack.type === "msg.ack" ? `c:${ack.conversation}` : "d", { ws, frame: ack });
+          } catch (e) {
+            console.error("a frame failed; reconnecting to get it again", e);
+            broken = ws;
+          }
+        }
+        const { rows, undecrypted, keys } = this.batch;
+        this.batch = null;
+        if (rows.length || undecrypted.length) {
+          await this.db.write(["messages", "undecrypted"], (put, del) => {
+            for (const row of rows) put("messages", row);
+            for (const key of undecrypted) del("undecrypted", key);
+          });
+          this.bump();
+        }
+        if (keys) await this.need().save();
+        for (const { ws, frame } of acks.values()) {
+          if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
+        }
+        if (broken) broken.close(4000, "a frame failed");
+      }
+    } finally {
+      this.draining = false;
+    }
+  }
+
+  /** Within a batch: mark the keys for saving before the acks go out. */
+  private async keysChanged(): Promise<void> {
+    if (this.batch) this.batch.keys = true;
+    else await this.need().save();
+  }
+
+  /** Handle one frame; returns its acknowledgement, sent once it is stored. */
+  private async onFrame(ws: WebSocket, frame: ServerFrame): Promise<ClientFrame | null> {
+    void ws;
     switch (frame.type) {
       case "welcome":
         this.connectionSig.value = "online";
         this.backoffMs = 200;
+        this.pingSent = this.lastPong = 0;
         void this.afterWelcome();
-        return;
+        return null;
       case "msg":
         await this.onMessage(frame);
-        ack({ type: "msg.ack", conversation: frame.conversation, seq: frame.seq });
-        return;
+        return { type: "msg.ack", conversation: frame.conversation, seq: frame.seq };
       case "state":
         await this.onState(frame);
-        ack({ type: "msg.ack", conversation: frame.conversation, seq: frame.seq });
-        return;
+        return { type: "msg.ack", conversation: frame.conversation, seq: frame.seq };
       case "todevice":
         await this.onToDevice(frame);
-        ack({ type: "todevice.ack", seq: frame.seq });
-        return;
+        return { type: "todevice.ack", seq: frame.seq };
       case "keys.changed":
         this.need().forget(frame.user);
         await this.need().refresh([frame.user]);
-        ack({ type: "todevice.ack", seq: frame.seq });
-        return;
+        return { type: "todevice.ack", seq: frame.seq };
       case "typing.event":
         this.onTyping(frame.conversation, frame.user, frame.active);
-        return;
+        return null;
       case "queue.empty":
         for (const resolve of this.queueEmpty.splice(0)) resolve();
-        return;
+        return null;
       case "msg.sent":
       case "todevice.sent":
         this.waiting.get(frame.id)?.resolve(frame);
-        return;
+        return null;
+      case "pong":
+        this.lastPong = Date.now();
+        return null;
       case "error":
         if (frame.ref) this.waiting.get(frame.ref)?.resolve(frame);
         else console.warn("server error", frame.code, frame.message);
-        return;
+        return null;
       default:
-        return;
+        return null; // a frame type from a newer server: ignored
     }
   }
 
@@ -1151,12 +1267,7 @@ export class Engine implements Client {
     if (frame.body == null) {
       // our own send, echoed without a body
       const row = this.findRow(frame.conversation, frame.id);
-      if (row && row.seq === null) {
-        const next = { ...row, seq: frame.seq, status: "sent" as const };
-        this.replaceRow(next);
-        await this.db.put("messages", next);
-        this.bump();
-      }
+      if (row && row.seq === null) await this.storeRow({ ...row, seq: frame.seq, status: "sent" });
       return;
     }
     if (this.findRow(frame.conversation, frame.id)) return; // delivered again: shown once
@@ -1207,7 +1318,7 @@ export class Engine implements Client {
       order: this.order++,
     };
     await this.storeRow(row);
-    await keys.save();
+    await this.keysChanged();
     if (payload.type === MESSAGE_TYPE.profile) await this.rememberProfile(frame.sender, frame.ts, row.content);
     else if (payload.type === MESSAGE_TYPE.stateKey) {
       const id = String(row.content.id ?? "");
@@ -1221,15 +1332,6 @@ export class Engine implements Client {
     if (missing) {
       this.addNotice({ kind: "missing", conversation: frame.conversation, sender: frame.sender, count: missing, before: frame.id, ts: frame.ts });
     }
-    if (!ANNOTATIONS.has(payload.type)) this.notify(row);
-  }
-
-  private notify(row: MessageRow): void {
-    if (!this.settingsSig.value.notifications || typeof Notification === "undefined") return;
-    if (Notification.permission !== "granted") return;
-    if (!document.hidden && this.openSig.value === row.conversation) return;
-    const name = this.contactsSig.value[row.sender]?.name || row.sender;
-    new Notification(name, { body: String(row.content.body ?? "Attachment") || "Attachment", tag: row.conversation });
   }
 
   private expiryOf(frame: MessageFrame): number | null {
@@ -1306,7 +1408,7 @@ export class Engine implements Client {
     }
     if (SAS_TYPES.has(payload.type)) {
       await this.onSas(sender, payload.type, (payload.content ?? {}) as Record<string, unknown>);
-      await keys.save();
+      await this.keysChanged();
       return;
     }
     if (payload.type === TO_DEVICE_TYPE.roomKey) {
@@ -1316,14 +1418,16 @@ export class Engine implements Client {
         console.info("room key refused", e);
       }
     }
-    await keys.save();
+    await this.keysChanged();
     await this.retryUndecrypted();
   }
 
   private async retryUndecrypted(): Promise<void> {
     const rows = (await this.db.all("undecrypted")).sort((a, b) => (a.conversation === b.conversation ? a.seq - b.seq : a.conversation < b.conversation ? -1 : 1));
     for (const row of rows) {
-      await this.db.delete("undecrypted", [row.conversation, row.seq]);
+      // gone from the waiting list in the same commit that stores the message
+      if (this.batch) this.batch.undecrypted.push([row.conversation, row.seq]);
+      else await this.db.delete("undecrypted", [row.conversation, row.seq]);
       await this.onMessage(JSON.parse(row.frame) as MessageFrame);
     }
   }
@@ -1390,8 +1494,13 @@ export class Engine implements Client {
     this.rows.set(row.conversation, list);
   }
 
+  /** Keep a row; inside a frame batch it is written with the batch. */
   private async storeRow(row: MessageRow): Promise<void> {
     this.replaceRow(row);
+    if (this.batch) {
+      this.batch.rows.push(row);
+      return;
+    }
     await this.db.put("messages", row);
     this.bump();
   }
@@ -1703,6 +1812,14 @@ interface Flow {
 }
 
 class Disconnected extends Error {}
+
+/** where this user's own profile picture is kept */
+const OWN_AVATAR = "own-avatar";
+
+/** where a file waiting in the outbox is kept */
+function pendingKey(id: string): string {
+  return `pending:${id}`;
+}
 
 function kindOf(mime: string): AttachmentEntry["kind"] {
   if (mime === "application/pdf") return "pdf";

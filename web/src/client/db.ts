@@ -34,6 +34,16 @@ export interface OutboxRow {
   /** the ciphertext, once encrypted: a retry sends the same bytes */
   body: string | null;
   order: number;
+  /** a file still to encrypt and upload (kept in `attachments` as
+   * `pending:<id>`); the payload's attachment is a placeholder until then */
+  upload?: PendingUpload | null;
+}
+
+export interface PendingUpload {
+  name: string;
+  kind: string;
+  caption: string;
+  extra: Record<string, unknown>;
 }
 
 export interface UndecryptedRow {

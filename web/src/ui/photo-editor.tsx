@@ -103,7 +103,9 @@ export function PhotoEditor({ file, onCancel, onSend }: EditorProps): JSX.Elemen
     const c = canvas.current;
     const f = frame.current;
     if (!img || !c || !f) return;
-    const maxW = f.parentElement?.clientWidth ?? 600;
+    const stage = f.parentElement;
+    const padding = stage ? parseFloat(getComputedStyle(stage).paddingLeft) + parseFloat(getComputedStyle(stage).paddingRight) : 0;
+    const maxW = stage ? stage.clientWidth - padding : 600; // clientWidth counts the padding too
     const maxH = Math.max(200, Math.min(window.innerHeight * 0.55, 640));
     const scale = Math.min(maxW / rw, maxH / rh, 1);
     const ratio = window.devicePixelRatio || 1;
