@@ -10,6 +10,7 @@ violation.
 
 from __future__ import annotations
 
+import gzip
 import re
 from collections.abc import AsyncIterator
 from html.parser import HTMLParser
@@ -158,6 +159,23 @@ async def test_content_types_and_caching(http: aiohttp.ClientSession) -> None:
         assert headers["Content-Type"].split(";")[0] == content_type, url
         assert headers["Cache-Control"] == cache, url
         assert url.startswith("/assets/") == (cache == IMMUTABLE), url
+
+
+async def test_bundle_comes_gzipped_to_browsers_that_ask(http: aiohttp.ClientSession) -> None:
+    for name in ("/", "main.js", "main.css", "olm.wasm"):
+        url = await url_of(http, name)
+        async with http.get(url, headers={"Accept-Encoding": "identity"}) as plain:
+            assert "Content-Encoding" not in plain.headers
+            original = await plain.read()
+        async with http.get(
+            url, headers={"Accept-Encoding": "gzip"}, auto_decompress=False
+        ) as packed:
+            assert packed.headers["Content-Encoding"] == "gzip", url
+            assert packed.headers["Vary"] == "Accept-Encoding"
+            assert_security_headers(dict(packed.headers))
+            body = await packed.read()
+        assert len(body) < len(original)
+        assert gzip.decompress(body) == original
 
 
 async def test_page_has_no_inline_script_or_style(http: aiohttp.ClientSession) -> None:

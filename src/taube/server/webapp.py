@@ -9,6 +9,7 @@ to every response, these included.
 
 from __future__ import annotations
 
+import gzip
 import mimetypes
 from pathlib import Path
 
@@ -30,6 +31,10 @@ TYPES = {
 }
 IMMUTABLE = "public, max-age=31536000, immutable"
 REVALIDATE = "no-cache"
+#: compressed once at start-up (wasm and scripts shrink to a third); images
+#: are compressed already
+COMPRESSIBLE = ("text/", "application/javascript", "application/wasm", "application/json")
+COMPRESSIBLE_EXTRA = ("application/manifest+json", "image/svg+xml")
 
 
 def _type_of(path: Path) -> str:
@@ -37,9 +42,25 @@ def _type_of(path: Path) -> str:
     return TYPES.get(path.suffix) or guessed or "application/octet-stream"
 
 
-def load(dist: Path = DIST) -> dict[str, tuple[bytes, str, str]]:
-    """URL path → (body, content type, cache policy) for every bundle file."""
-    files: dict[str, tuple[bytes, str, str]] = {}
+class File:
+    """One bundle file in memory, with its gzip form when that is smaller."""
+
+    __slots__ = ("body", "cache", "content_type", "gzipped")
+
+    def __init__(self, body: bytes, content_type: str, cache: str) -> None:
+        self.body = body
+        self.content_type = content_type
+        self.cache = cache
+        self.gzipped: bytes | None = None
+        if content_type.startswith(COMPRESSIBLE) or content_type in COMPRESSIBLE_EXTRA:
+            packed = gzip.compress(body, compresslevel=9, mtime=0)
+            if len(packed) < len(body):
+                self.gzipped = packed
+
+
+def load(dist: Path = DIST) -> dict[str, File]:
+    """URL path → the file, for every file of the bundle."""
+    files: dict[str, File] = {}
     if not dist.is_dir():
         return files
     for path in sorted(dist.rglob("*")):
@@ -47,7 +68,7 @@ def load(dist: Path = DIST) -> dict[str, tuple[bytes, str, str]]:
             continue
         url = "/" + path.relative_to(dist).as_posix()
         cache = IMMUTABLE if url.startswith("/assets/") else REVALIDATE
-        files[url] = (path.read_bytes(), _type_of(path), cache)
+        files[url] = File(path.read_bytes(), _type_of(path), cache)
     if "/index.html" in files:
         files["/"] = files["/index.html"]
     return files
@@ -57,14 +78,18 @@ def add_routes(app: web.Application, fallback: bytes) -> None:
     """Serve the bundle at ``/``; without a bundle, ``fallback`` at ``/``."""
     files = load()
     if "/" not in files:
-        files["/"] = (fallback, "text/html", REVALIDATE)
+        files["/"] = File(fallback, "text/html", REVALIDATE)
 
     async def serve(request: web.Request) -> web.Response:
         found = files.get(request.path)
         if found is None:
             raise web.HTTPNotFound()
-        body, content_type, cache = found
-        return web.Response(body=body, content_type=content_type, headers={"Cache-Control": cache})
+        headers = {"Cache-Control": found.cache, "Vary": "Accept-Encoding"}
+        body = found.body
+        if found.gzipped is not None and "gzip" in request.headers.get("Accept-Encoding", ""):
+            body = found.gzipped
+            headers["Content-Encoding"] = "gzip"
+        return web.Response(body=body, content_type=found.content_type, headers=headers)
 
     for url in files:
         app.router.add_get(url, serve)
