@@ -47,15 +47,19 @@ async def sign_up(page: Page, name: str, device: str = "Browser") -> tuple[str, 
     return address, code
 
 
-async def log_in(page: Page, address: str, code: str, device: str = "Second browser") -> None:
+async def log_in(
+    page: Page, address: str, code: str, device: str = "Second browser", method: str = "recovery"
+) -> None:
+    """Log in with the recovery code, or (``method="link"``) with a link code
+    from another device: then this returns while the page waits for it."""
     await tid(page, "tab-login").click()
     await tid(page, "login-address").fill(address)
     await tid(page, "login-password").fill(PASSWORD)
-    await tid(page, "login-method-recovery").click()
+    await tid(page, f"login-method-{method}").click()
     await tid(page, "login-code").fill(code)
     await tid(page, "login-device").fill(device)
     await tid(page, "login-submit").click()
-    await expect(tid(page, "new-chat")).to_be_visible()
+    await expect(tid(page, "new-chat" if method == "recovery" else "login-waiting")).to_be_visible()
 
 
 async def start_chat(page: Page, address: str, title: str | None = None) -> None:

@@ -9,19 +9,8 @@ from playwright.async_api import Page, expect
 
 from taube.client import Received, VerificationDone, VerificationEmoji
 from taube.testing import ServerProcess
-from tests.web.conftest import PASSWORD, PageFactory, SdkFactory
-from tests.web.driver import message, open_conversation, send_text, sign_up, tid
-
-
-async def log_in_with_link(page: Page, address: str, code: str, device: str) -> None:
-    await tid(page, "tab-login").click()
-    await tid(page, "login-address").fill(address)
-    await tid(page, "login-password").fill(PASSWORD)
-    await tid(page, "login-method-link").click()
-    await tid(page, "login-code").fill(code)
-    await tid(page, "login-device").fill(device)
-    await tid(page, "login-submit").click()
-    await expect(tid(page, "login-waiting")).to_be_visible()
+from tests.web.conftest import PageFactory, SdkFactory
+from tests.web.driver import log_in, message, open_conversation, send_text, sign_up, tid
 
 
 async def open_devices(page: Page) -> None:
@@ -43,7 +32,7 @@ async def test_sdk_device_links_a_browser_with_history(
 
     page = await new_page(web_server)
     code = me.link_start()
-    await log_in_with_link(page, me.user, code, "Laptop browser")
+    await log_in(page, me.user, code, "Laptop browser", method="link")
     request = await me.link_wait(timeout=30)
     assert request.name == "Laptop browser"
     await me.link_confirm(request, share_history=True)
@@ -71,7 +60,7 @@ async def test_browser_links_another_browser(
     code = (await tid(first, "link-code").inner_text()).strip()
 
     second = await new_page(web_server)
-    await log_in_with_link(second, address, code, "Phone browser")
+    await log_in(second, address, code, "Phone browser", method="link")
     await expect(tid(first, "link-request")).to_contain_text("Phone browser")
     await tid(first, "link-confirm").click()
     await expect(tid(first, "link-done")).to_be_visible()

@@ -143,25 +143,14 @@ function SignUpForm(): JSX.Element {
         </span>
         <span class="field__hint">At least 8 characters.</span>
       </label>
-      <label class="field">
-        <span class="field__label">Name of this device</span>
-        <input
-          class="input"
-          type="text"
-          name="device"
-          value={deviceName}
-          onInput={(e) => setDeviceName(e.currentTarget.value)}
-          data-testid="signup-device"
-        />
-      </label>
-      {error && (
-        <p class="form__error" role="alert" data-testid="signup-error">
-          {error}
-        </p>
-      )}
-      <button type="submit" class="button button--wide" disabled={busy} data-testid="signup-submit">
-        {busy ? "Creating your keys…" : "Create account"}
-      </button>
+      <FormEnd
+        prefix="signup"
+        deviceName={deviceName}
+        setDeviceName={setDeviceName}
+        error={error}
+        busy={busy}
+        label={busy ? "Creating your keys…" : "Create account"}
+      />
     </form>
   );
 }
@@ -292,26 +281,50 @@ function LoginForm(): JSX.Element {
             : "On your other device: Settings → Devices → Link a new device."}
         </span>
       </label>
+      <FormEnd
+        prefix="login"
+        deviceName={deviceName}
+        setDeviceName={setDeviceName}
+        error={error}
+        busy={busy}
+        label={busy ? "Restoring your keys…" : "Log in"}
+      />
+    </form>
+  );
+}
+
+/** The end of both forms: this device's name, the error, the submit button. */
+function FormEnd(props: {
+  prefix: "signup" | "login";
+  deviceName: string;
+  setDeviceName: (name: string) => void;
+  error: string | null;
+  busy: boolean;
+  label: string;
+}): JSX.Element {
+  const { prefix, error, busy } = props;
+  return (
+    <>
       <label class="field">
         <span class="field__label">Name of this device</span>
         <input
           class="input"
           type="text"
           name="device"
-          value={deviceName}
-          onInput={(e) => setDeviceName(e.currentTarget.value)}
-          data-testid="login-device"
+          value={props.deviceName}
+          onInput={(e) => props.setDeviceName(e.currentTarget.value)}
+          data-testid={`${prefix}-device`}
         />
       </label>
       {error && (
-        <p class="form__error" role="alert" data-testid="login-error">
+        <p class="form__error" role="alert" data-testid={`${prefix}-error`}>
           {error}
         </p>
       )}
-      <button type="submit" class="button button--wide" disabled={busy} data-testid="login-submit">
-        {busy ? "Restoring your keys…" : "Log in"}
+      <button type="submit" class="button button--wide" disabled={busy} data-testid={`${prefix}-submit`}>
+        {props.label}
       </button>
-    </form>
+    </>
   );
 }
 

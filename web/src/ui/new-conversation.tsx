@@ -12,11 +12,30 @@ function message(err: unknown): string {
   return err instanceof Error ? err.message : String(err);
 }
 
-export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element {
+/** busy and error state of a dialog that makes a conversation, and `open`,
+ * which makes it, closes the dialog and opens the conversation */
+function useMaker(onClose: () => void) {
   const client = useClient();
-  const [address, setAddress] = useState("");
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
+  async function open(make: () => Promise<string>): Promise<void> {
+    setBusy(true);
+    setError(null);
+    try {
+      const id = await make();
+      onClose();
+      openConversation(client, id);
+    } catch (err) {
+      setError(message(err));
+      setBusy(false);
+    }
+  }
+  return { client, busy, error, setError, open };
+}
+
+export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element {
+  const { client, busy, error, setError, open } = useMaker(onClose);
+  const [address, setAddress] = useState("");
 
   async function submit(e: Event): Promise<void> {
     e.preventDefault();
@@ -25,16 +44,7 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
       setError("Enter an address like bob@example.org.");
       return;
     }
-    setBusy(true);
-    setError(null);
-    try {
-      const id = await client.startChat(addr);
-      onClose();
-      openConversation(client, id);
-    } catch (err) {
-      setError(message(err));
-      setBusy(false);
-    }
+    await open(() => client.startChat(addr));
   }
 
   return (
@@ -81,12 +91,10 @@ function splitAddresses(text: string): string[] {
 }
 
 export function NewGroupDialog({ onClose }: { onClose: () => void }): JSX.Element {
-  const client = useClient();
+  const { client, busy, error, setError, open } = useMaker(onClose);
   const [title, setTitle] = useState("");
   const [members, setMembers] = useState<string[]>([]);
   const [draft, setDraft] = useState("");
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string | null>(null);
   const me = client.state.session.value?.user;
 
   function addDraft(text: string): string[] {
@@ -109,16 +117,7 @@ export function NewGroupDialog({ onClose }: { onClose: () => void }): JSX.Elemen
       setError(`Not an address: ${bad.join(", ")}`);
       return;
     }
-    setBusy(true);
-    setError(null);
-    try {
-      const id = await client.createGroup(title.trim(), all);
-      onClose();
-      openConversation(client, id);
-    } catch (err) {
-      setError(message(err));
-      setBusy(false);
-    }
+    await open(() => client.createGroup(title.trim(), all));
   }
 
   return (
