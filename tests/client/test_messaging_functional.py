@@ -96,6 +96,31 @@ async def test_reactions_edits_deletes_and_receipts(shared_server: ServerProcess
             await asyncio.sleep(0.05)
 
 
+async def test_delivery_receipts(shared_server: ServerProcess, sdk: Sdk) -> None:
+    """The receiving device confirms arrival (one receipt for a burst); the
+    sender sees delivered, then read."""
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    ids = [await alice.send_text(chat, f"d{i}") for i in range(3)]
+    await alice.flush()
+    await texts_of(bob, chat, 3)
+    async with asyncio.timeout(10):
+        while not all(m.delivered_to == [bob.user] for m in alice.history(chat)):
+            await asyncio.sleep(0.05)
+    assert all(m.read_by == [] for m in alice.history(chat))
+    await bob.mark_read(chat, [str(i) for i in ids])
+    async with asyncio.timeout(10):
+        while not all(m.read_by == [bob.user] for m in alice.history(chat)):
+            await asyncio.sleep(0.05)
+    # receipts are not confirmed in turn: alice never sent one
+    assert alice.profile is not None
+    sent = alice.profile.execute(
+        "SELECT count(*) FROM messages WHERE sender = ? AND type = 'receipt'", alice.user
+    ).fetchone()
+    assert sent[0] == 0
+
+
 async def test_no_plaintext_at_rest(tmp_path: Path, sdk: Sdk) -> None:
     """200 messages and 5 attachments with canaries: neither a canary nor an
     attachment's bytes in the server's database (incl. WAL), blobs or log."""

@@ -31,6 +31,8 @@ async def test_direct_chat_text_reaction_edit_delete_receipt(
     await start_chat(alice, bob_address)
     secret = "a canary that must never reach the server in clear 7c1f"
     await send_text(alice, f"Hello Bob! {secret}")
+    # Bob's browser has it (he has not opened the chat): two grey ticks
+    await expect(message(alice, secret)).to_have_attribute("data-status", "delivered")
 
     await open_conversation(bob, alice_address)
     await expect(message(bob, secret)).to_have_count(1)

@@ -77,6 +77,10 @@ async def test_direct_chat_browser_and_sdk_both_ways(
     await send_text(page, "Hello from the browser")
     event = await received(bot, "Hello from the browser")
     assert event.message.conversation == chat
+    # the SDK's delivery receipt reaches the browser
+    await expect(message(page, "Hello from the browser")).to_have_attribute(
+        "data-status", "delivered"
+    )
 
     # an image from the browser: the SDK decrypts the same bytes
     png(tmp_path / "photo.png", (200, 30, 90))

@@ -59,6 +59,7 @@ function makeMessage(conversation: string, sender: string, ts: number, text: str
     deleted: false,
     reactions: {},
     readBy: [],
+    deliveredTo: [],
     status: sender === ME ? "read" : "received",
     expiresMs: null,
     attachments: [],

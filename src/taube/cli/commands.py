@@ -193,7 +193,13 @@ async def receive(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+#: annotations nobody needs to see arrive (they change what is shown instead)
+_SILENT = frozenset({ev.RECEIPT, ev.PROFILE, ev.STATE_KEY, ev.AVATAR})
+
+
 def _print_event(args: argparse.Namespace, event: ev.Event, client: Client) -> None:
+    if isinstance(event, Received) and event.message.type in _SILENT:
+        return
     if isinstance(event, Received):
         message = event.message
         _out(args, {"event": "message", **_message_json(message, client)}, _message_line(message))
@@ -384,7 +390,11 @@ async def chat(client: Client, args: argparse.Namespace) -> int:
 
     async def show() -> None:
         async for event in client.events():
-            if isinstance(event, Received) and event.message.conversation == conversation:
+            if (
+                isinstance(event, Received)
+                and event.message.conversation == conversation
+                and event.message.type not in _SILENT
+            ):
                 print(_message_line(event.message), flush=True)
 
     printer = asyncio.create_task(show())

@@ -111,15 +111,33 @@ log = logging.getLogger(__name__)
 SEND_TIMEOUT = 10.0
 
 
+#: delivery receipts go out in conversations up to this size (beyond, each
+#: message would cost a receipt from every member)
+DELIVERY_RECEIPTS_UP_TO = 20
+#: arrivals within this many seconds share one receipt
+DELIVERY_RECEIPT_DELAY = 0.1
+
+
 def now_ms() -> int:
     return time.time_ns() // 1_000_000
 
 
 class Client:
     def __init__(
-        self, profile_dir: Path, *, passphrase: str | None = None, clock: Callable[[], int] = now_ms
+        self,
+        profile_dir: Path,
+        *,
+        passphrase: str | None = None,
+        clock: Callable[[], int] = now_ms,
+        delivery_receipts: bool = True,
     ) -> None:
+        """``delivery_receipts``: tell senders in direct chats and small groups
+        (up to ``DELIVERY_RECEIPTS_UP_TO`` members) that a message arrived."""
         self.profile_dir = profile_dir.expanduser()
+        self.delivery_receipts = delivery_receipts
+        #: conversation → ids of arrived messages not yet confirmed to their senders
+        self._delivered: dict[ConversationId, list[MessageId]] = {}
+        self._delivered_task: asyncio.Task[None] | None = None
         self.passphrase = passphrase
         self.clock = clock
         self.profile: Profile | None = None
@@ -1051,6 +1069,10 @@ class Client:
                 with contextlib.suppress(BaseException):
                     await task
         self._socket_task = self._outbox_task = self._expiry_task = None
+        for task in list(self._tasks):  # background sends (receipts, SAS replies)
+            task.cancel()
+            with contextlib.suppress(BaseException):
+                await task
         if self._ws is not None:
             await self._ws.close()
             self._ws = None
@@ -1225,7 +1247,30 @@ class Client:
             self._events.put_nowait(
                 ev.MissingMessages(frame.conversation, UserId(frame.sender), missing, frame.id)
             )
+        if payload.type not in ev.ANNOTATIONS and frame.sender != self.user:
+            self._note_delivered(ConversationId(frame.conversation), MessageId(frame.id))
         self._events.put_nowait(ev.Received(self._message(frame.conversation, frame.id)))
+
+    def _note_delivered(self, conversation: ConversationId, msg_id: MessageId) -> None:
+        """Confirm delivery to the sender, a moment later and many ids at once."""
+        if not self.delivery_receipts:
+            return
+        cached = self._states.get(conversation)
+        if cached is None or len(cached[1].members) > DELIVERY_RECEIPTS_UP_TO:
+            return
+        self._delivered.setdefault(conversation, []).append(msg_id)
+        if self._delivered_task is None or self._delivered_task.done():
+            self._delivered_task = asyncio.get_running_loop().create_task(self._send_delivered())
+            self._tasks.add(self._delivered_task)
+            self._delivered_task.add_done_callback(self._tasks.discard)
+            self._delivered_task.add_done_callback(_log_failure)
+
+    async def _send_delivered(self) -> None:
+        await asyncio.sleep(DELIVERY_RECEIPT_DELAY)
+        pending, self._delivered = self._delivered, {}
+        for conversation, ids in pending.items():
+            with contextlib.suppress(ClientError):  # left the chat meanwhile
+                await self.send(conversation, ev.RECEIPT, {"delivered": ids})
 
     def _newly_missing(
         self, sender: VerifiedDevice, conversation: ConversationId, decrypted: DecryptedMessage
@@ -1466,6 +1511,9 @@ class Client:
                 for read in row.content.get("read", []):
                     if read in shown and row.sender not in shown[read].read_by:
                         shown[read].read_by.append(row.sender)
+                for delivered in row.content.get("delivered", []):
+                    if delivered in shown and row.sender not in shown[delivered].delivered_to:
+                        shown[delivered].delivered_to.append(row.sender)
                 continue
             message = shown.get(target) if isinstance(target, str) else None
             if message is None or (

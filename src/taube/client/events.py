@@ -37,6 +37,8 @@ class Message:
     deleted: bool = False
     reactions: dict[str, list[UserId]] = dataclasses.field(default_factory=dict)
     read_by: list[UserId] = dataclasses.field(default_factory=list)
+    #: members whose device has it (a ``receipt`` with ``delivered``)
+    delivered_to: list[UserId] = dataclasses.field(default_factory=list)
     status: str = "received"  #: pending, sent or received
     expires_ms: int | None = None
     content: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)

@@ -99,6 +99,8 @@ const ANNOTATIONS = new Set<string>([
   MESSAGE_TYPE.avatar,
 ]);
 const SEND_TIMEOUT_MS = 15_000;
+/** delivery receipts go out in conversations up to this size (as in the SDK) */
+const DELIVERY_RECEIPTS_UP_TO = 20;
 /** frames handled per IndexedDB commit (and per round of acks) */
 const BATCH_FRAMES = 200;
 /** an idle connection is pinged this often; no pong in PONG_TIMEOUT_MS: reconnect */
@@ -1177,9 +1179,26 @@ export class Engine implements Client {
           if (ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(frame));
         }
         if (broken) broken.close(4000, "a frame failed");
+        this.confirmDelivery(rows);
       }
     } finally {
       this.draining = false;
+    }
+  }
+
+  /** Tell the senders in direct chats and small groups that their messages
+   * arrived: one receipt per conversation and batch (as the SDK does). */
+  private confirmDelivery(rows: MessageRow[]): void {
+    const me = this.keys?.user;
+    const arrived = new Map<string, string[]>();
+    for (const row of rows) {
+      if (row.status !== "received" || row.sender === me || ANNOTATIONS.has(row.type)) continue;
+      const members = Object.keys(this.chains.get(row.conversation)?.state.members ?? {}).length;
+      if (members === 0 || members > DELIVERY_RECEIPTS_UP_TO) continue;
+      arrived.set(row.conversation, [...(arrived.get(row.conversation) ?? []), row.id]);
+    }
+    for (const [conversation, ids] of arrived) {
+      this.send(conversation, MESSAGE_TYPE.receipt, { delivered: ids }).catch((e: unknown) => console.info("no delivery receipt", e));
     }
   }
 
@@ -1533,6 +1552,7 @@ export class Engine implements Client {
         deleted: false,
         reactions: {},
         readBy: [],
+        deliveredTo: [],
         status: row.status === "received" ? "received" : row.status,
         expiresMs: row.expiresMs,
         attachments: entriesList(row.content.attachments),
@@ -1541,10 +1561,12 @@ export class Engine implements Client {
     }
     for (const row of rows) {
       if (row.type === MESSAGE_TYPE.receipt) {
-        const ids = Array.isArray(row.content.read) ? row.content.read : [];
-        for (const id of ids) {
-          const message = shown.get(String(id));
-          if (message && !message.readBy.includes(row.sender) && row.sender !== message.sender) message.readBy.push(row.sender);
+        for (const [field, list] of [["read", "readBy"], ["delivered", "deliveredTo"]] as const) {
+          const ids = Array.isArray(row.content[field]) ? (row.content[field] as unknown[]) : [];
+          for (const id of ids) {
+            const message = shown.get(String(id));
+            if (message && !message[list].includes(row.sender) && row.sender !== message.sender) message[list].push(row.sender);
+          }
         }
         continue;
       }
@@ -1569,6 +1591,7 @@ export class Engine implements Client {
     const list = [...shown.values()];
     for (const message of list) {
       if (message.mine && message.status === "sent" && message.readBy.length) message.status = "read";
+      else if (message.mine && message.status === "sent" && message.deliveredTo.length) message.status = "delivered";
     }
     return list;
   }

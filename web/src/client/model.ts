@@ -39,6 +39,8 @@ export interface MessageView {
   /** emoji → users who reacted with it */
   reactions: Record<string, UserId[]>;
   readBy: UserId[];
+  /** members whose device has it (delivery receipts) */
+  deliveredTo: UserId[];
   status: MessageStatus;
   expiresMs: number | null;
   attachments: AttachmentEntry[];
