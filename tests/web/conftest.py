@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -101,20 +102,12 @@ SdkFactory = Callable[..., Awaitable[Client]]
 
 @pytest.fixture
 async def sdk(tmp_path: Path, web_server: ServerProcess) -> AsyncIterator[SdkFactory]:
-    from tests.web.driver import new_address
+    from tests.web.driver import sdk_user
 
-    opened: list[Client] = []
+    async with contextlib.AsyncExitStack() as stack:
 
-    async def make(name: str, *, profile: bool = True) -> Client:
-        client = Client(tmp_path / f"sdk-{name}")
-        await client.__aenter__()
-        opened.append(client)
-        await client.register(web_server.url, new_address(name), PASSWORD)
-        await client.sync()
-        if profile:
-            await client.set_profile(name.capitalize())
-        return client
+        async def make(name: str, *, profile: bool = True) -> Client:
+            user = sdk_user(web_server, tmp_path / f"sdk-{name}", name, profile=profile)
+            return await stack.enter_async_context(user)
 
-    yield make
-    for client in opened:
-        await client.__aexit__(None, None, None)
+        yield make

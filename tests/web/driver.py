@@ -128,13 +128,17 @@ async def edit(page: Page, text: str, new_text: str) -> None:
 
 
 @asynccontextmanager
-async def sdk_user(server: ServerProcess, directory: Path, name: str) -> AsyncIterator[Client]:
-    """A Python SDK client with a new account on ``server``, shown to others
-    as ``name.capitalize()``; its profile lives in ``directory``."""
+async def sdk_user(
+    server: ServerProcess, directory: Path, name: str, *, profile: bool = True
+) -> AsyncIterator[Client]:
+    """A Python SDK client with a new account on ``server``, synced, shown to
+    others as ``name.capitalize()`` (unless ``profile=False``); its profile
+    lives in ``directory``."""
     async with Client(directory) as client:
         await client.register(server.url, new_address(name), PASSWORD)
         await client.sync()
-        await client.set_profile(name.capitalize())
+        if profile:
+            await client.set_profile(name.capitalize())
         yield client
 
 
