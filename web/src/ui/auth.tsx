@@ -6,8 +6,11 @@ import { ADDRESS_PATTERN } from "../gen/proto";
 import { pendingRecovery, signingUp, useClient } from "./context";
 import { defaultDeviceName } from "./format";
 import { CheckIcon, CopyIcon, LockIcon, LogoMark } from "./icons";
+import { canScan, QrScanner } from "./qr-scan";
 
 const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
+/** a link code as the other device shows it (36 Crockford base32, in fours) */
+const LINK_CODE_RE = /^[0-9A-Z]{4}(-[0-9A-Z]{4}){8}$/u;
 
 function errorText(err: unknown): string {
   if (err instanceof Error) return err.message;
@@ -161,6 +164,7 @@ function LoginForm(): JSX.Element {
   const [password, setPassword] = useState("");
   const [method, setMethod] = useState<"recovery" | "link">("link");
   const [code, setCode] = useState("");
+  const [scanning, setScanning] = useState(false);
   const [deviceName, setDeviceName] = useState(defaultDeviceName());
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
@@ -281,6 +285,21 @@ function LoginForm(): JSX.Element {
             : "On your other device: Settings → Devices → Link a new device."}
         </span>
       </label>
+      {method === "link" && canScan() && (
+        <button type="button" class="button button--ghost button--wide" onClick={() => setScanning(true)} data-testid="login-scan">
+          Scan the QR code instead
+        </button>
+      )}
+      {scanning && (
+        <QrScanner
+          accept={(text) => LINK_CODE_RE.test(text.trim())}
+          onResult={(text) => {
+            setScanning(false);
+            setCode(text.trim());
+          }}
+          onClose={() => setScanning(false)}
+        />
+      )}
       <FormEnd
         prefix="login"
         deviceName={deviceName}
