@@ -23,6 +23,9 @@ from tests.web.conftest import PASSWORD, STEP_TIMEOUT_MS
 
 _names = itertools.count()
 
+#: a message the server has: sent, delivered to the other device, or read there
+SENT = re.compile(r"^(sent|delivered|read)$")
+
 
 def new_address(name: str) -> str:
     return f"{name}{next(_names)}w{os.getpid()}@example.org"

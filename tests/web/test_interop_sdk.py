@@ -19,6 +19,7 @@ from taube.client import Client, Received
 from taube.testing import ServerProcess, canary
 from tests.web.conftest import PageFactory, SdkFactory
 from tests.web.driver import (
+    SENT,
     message,
     open_conversation,
     received,
@@ -50,7 +51,7 @@ async def send_image(page: Page, path: Path, caption: str) -> None:
     await tid(page, "file-input").set_input_files(str(path))
     await tid(page, "photo-caption").fill(caption)
     await tid(page, "photo-send").click()
-    await expect(message(page, caption)).to_have_attribute("data-status", "sent", timeout=30_000)
+    await expect(message(page, caption)).to_have_attribute("data-status", SENT, timeout=30_000)
 
 
 async def record_voice(page: Page, seconds: float = 1.2) -> None:

@@ -18,6 +18,7 @@ from playwright.async_api import expect
 from taube.testing import ServerProcess
 from tests.web.conftest import PageFactory, SdkFactory
 from tests.web.driver import (
+    SENT,
     NetworkSwitch,
     message,
     message_texts,
@@ -31,8 +32,6 @@ from tests.web.driver import (
 )
 
 BACKLOG = 30
-#: "sent" until the other side has read it, then "read"
-SENT = re.compile(r"^(sent|read)$")
 
 
 def numbered(texts: list[str], prefix: str) -> list[str]:

@@ -24,6 +24,7 @@ from taube.client import Client
 from taube.testing import ServerProcess
 from tests.web.conftest import ARTIFACTS, PASSWORD, PageFactory, SdkFactory
 from tests.web.driver import (
+    SENT,
     NetworkSwitch,
     create_group,
     message,
@@ -152,7 +153,7 @@ async def furnish(page: Page, people: SdkFactory, directory: Path) -> AsyncItera
     )
     await react(page, PHOTO_CAPTION, "❤️")
     await send_text(page, "Wow, gorgeous! How cold was it?")
-    await expect(message(page, "Wow, gorgeous")).to_have_attribute("data-status", "sent")
+    await expect(message(page, "Wow, gorgeous")).to_have_attribute("data-status", SENT)
     await alice.send_text(hut, "About -5 °C, but the sun makes up for it ☀️")
     await expect(message(page, "the sun makes up for it")).to_be_visible()
     alice_item = tid(page, "conversation").filter(has_text="Alice")
@@ -241,7 +242,7 @@ async def test_screenshots_for_the_user_guide(
         await shoot(page, "guide-photo-editor")
         await tid(page, "photo-send").click()
         await expect(message(page, "Sunrise from the hut")).to_have_attribute(
-            "data-status", "sent", timeout=30_000
+            "data-status", SENT, timeout=30_000
         )
 
         # a message written offline waits with a clock
