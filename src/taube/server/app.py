@@ -38,6 +38,11 @@ DRAIN_TIMEOUT = 5.0
 BUS_FLUSH_TIMEOUT = 2.0
 #: how long a starting node waits for its bus subscription
 BUS_START_TIMEOUT = 5.0
+#: connections the kernel queues before they are accepted. aiohttp's 128
+#: overflows when thousands of devices reconnect at once (after a restart or a
+#: network blip): the rest wait for TCP's retries (1, 3, 7, 15 s...). The
+#: kernel caps it at net.core.somaxconn (4096 on current Linux).
+LISTEN_BACKLOG = 4096
 
 HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta")
 
@@ -198,7 +203,13 @@ async def serve(
             srv.bus = await stack.enter_async_context(_open_bus(srv))
         runner = web.AppRunner(create_app(srv), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
-        site = web.TCPSite(runner, config.server.host, config.server.port, reuse_address=True)
+        site = web.TCPSite(
+            runner,
+            config.server.host,
+            config.server.port,
+            reuse_address=True,
+            backlog=LISTEN_BACKLOG,
+        )
         await site.start()
         host, port = _bound_address(site)
         url = f"http://{host}:{port}"
