@@ -249,23 +249,20 @@ async def ack(tx: Tx, acks: list[tuple[DeviceId, ConversationId, int]]) -> list[
         await tx.fetchone(
             "SELECT seq FROM conversations WHERE conversation = ? FOR UPDATE", conversation
         )
-    touched: set[ConversationId] = set()
-    for device, conversation, seq in acks:
-        await tx.execute(
-            "UPDATE cursors SET seq = LEAST(GREATEST(seq, ?), (SELECT seq FROM conversations"
-            " WHERE conversation = ?)) WHERE device = ? AND conversation = ?",
-            seq,
-            conversation,
-            device,
-            conversation,
-        )
-        await tx.execute(
-            "DELETE FROM cursors WHERE device = ? AND conversation = ?"
-            " AND until_seq IS NOT NULL AND seq >= until_seq",
-            device,
-            conversation,
-        )
-        touched.add(conversation)
+    # One statement each for the whole batch (a message to a big group brings
+    # an ack from every member device): the loop runs inside the driver, not
+    # as a Python call per row (SQLite) or a round trip per row (PostgreSQL).
+    await tx.executemany(
+        "UPDATE cursors SET seq = LEAST(GREATEST(seq, ?), (SELECT seq FROM conversations"
+        " WHERE conversation = ?)) WHERE device = ? AND conversation = ?",
+        [(seq, conversation, device, conversation) for device, conversation, seq in acks],
+    )
+    await tx.executemany(
+        "DELETE FROM cursors WHERE device = ? AND conversation = ?"
+        " AND until_seq IS NOT NULL AND seq >= until_seq",
+        [(device, conversation) for device, conversation, _ in acks],
+    )
+    touched = {conversation for _, conversation, _ in acks}
     freed: list[BlobId] = []
     for conversation in sorted(touched):
         freed.extend(await prune(tx, conversation))
