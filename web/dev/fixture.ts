@@ -555,6 +555,9 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
     async markVerified(user) {
       contacts.value = { ...contacts.value, [user]: { ...(contacts.value[user] as Contact), verified: true } };
     },
+    async verifyScanned(user) {
+      contacts.value = { ...contacts.value, [user]: { ...(contacts.value[user] as Contact), verified: true } };
+    },
     async verifyStart(user) {
       const transaction = rid();
       verification.value = { stage: "waiting", transaction, user };

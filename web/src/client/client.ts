@@ -40,6 +40,7 @@ import {
   SAS_START,
   SAS_TYPES,
   SasVerification,
+  VerificationQr,
   verificationQr,
 } from "../crypto/verification";
 import {
@@ -1664,6 +1665,25 @@ export class Engine implements Client {
   async verificationQr(user: string): Promise<string> {
     const keys = this.need();
     return verificationQr(keys.user, keys.identity.publicKey, user);
+  }
+
+  /** Verify `user` by their device's QR code: it names their identity key,
+   * which must be the one pinned here (else a key change, or not them). */
+  async verifyScanned(user: string, scanned: string): Promise<void> {
+    const keys = this.need();
+    let code: VerificationQr;
+    try {
+      code = VerificationQr.fromBytes(b64decode(scanned.trim()));
+    } catch {
+      throw new ClientError("that is not a taube verification code");
+    }
+    if (code.user !== user) throw new ClientError(`that code is ${code.user}'s, not ${user}'s`);
+    await keys.refresh([user]);
+    if (keys.pinned(user)?.identityKey !== code.identityKey) {
+      throw new ClientError(`the code does not match the key of ${user} this device knows: do not trust this chat until you know why`);
+    }
+    await this.markVerified(user);
+    this.kickOutbox();
   }
 
   async markVerified(user: string): Promise<void> {

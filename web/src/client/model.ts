@@ -185,6 +185,8 @@ export interface Actions {
   /** the QR payload this device shows for `user` to scan */
   verificationQr(user: UserId): Promise<string>;
   markVerified(user: UserId): Promise<void>;
+  /** verify `user` by the QR code their device shows (scanned text) */
+  verifyScanned(user: UserId, scanned: string): Promise<void>;
   verifyStart(user: UserId): Promise<void>;
   verifyAccept(transaction: string): Promise<void>;
   verifyConfirm(transaction: string): Promise<void>;

@@ -10,6 +10,7 @@ import { displayName, groupDigits } from "./format";
 import { ShieldIcon, SmileIcon } from "./icons";
 import { PanelFrame, Section } from "./panel";
 import { QrCode } from "./qr";
+import { canScan, QrScanner } from "./qr-scan";
 
 interface ContactProps {
   user: UserId;
@@ -28,6 +29,7 @@ export function ContactPanel({ user, from, onBack }: ContactProps): JSX.Element 
   const [qr, setQr] = useState<string | null>(null);
   const [error, setError] = useState<string | null>(null);
   const [busy, setBusy] = useState(false);
+  const [scanning, setScanning] = useState(false);
 
   useEffect(() => {
     let live = true;
@@ -137,7 +139,22 @@ export function ContactPanel({ user, from, onBack }: ContactProps): JSX.Element 
           >
             <SmileIcon size={18} /> Verify with emoji
           </button>
+          {canScan() && !contact?.verified && (
+            <button type="button" class="button button--ghost" disabled={busy} onClick={() => setScanning(true)} data-testid="verify-scan">
+              Scan their code
+            </button>
+          )}
         </div>
+        {scanning && (
+          <QrScanner
+            accept={(text) => text.length > 40}
+            onResult={(text) => {
+              setScanning(false);
+              void act(() => client.verifyScanned(user, text));
+            }}
+            onClose={() => setScanning(false)}
+          />
+        )}
       </Section>
     </PanelFrame>
   );
