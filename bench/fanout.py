@@ -524,15 +524,8 @@ def run(args: argparse.Namespace) -> int:
         keep_data=args.keep_data,
     ) as server:
         bench = FanoutRun(args, server)
-
-        async def main() -> dict[str, Any]:
-            try:
-                return await bench.run()
-            finally:
-                await bench.close()
-
         try:
-            report |= harness.run_async(main())
+            report |= harness.run_then_close(bench)
         except KeyboardInterrupt:
             print("\nfanout: interrupted; the server was stopped", file=sys.stderr)
             return 130

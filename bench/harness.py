@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
 
 from bench import delivery, loadgen
@@ -55,6 +55,24 @@ BULK_ENV = {
 def run_async(coro: Coroutine[Any, Any, T]) -> T:
     """Run the workload's coroutine on uvloop when it is there (as the server does)."""
     return delivery._event_loop_runner()(coro)
+
+
+class Closing(Protocol):
+    async def run(self) -> dict[str, Any]: ...
+
+    async def close(self) -> None: ...
+
+
+def run_then_close(bench: Closing) -> dict[str, Any]:
+    """``bench.run()`` on a fresh event loop, then ``bench.close()`` whatever happened."""
+
+    async def main() -> dict[str, Any]:
+        try:
+            return await bench.run()
+        finally:
+            await bench.close()
+
+    return run_async(main())
 
 
 def raise_fd_limit(wanted: int | None = None) -> int:
