@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 from PIL import Image
-from playwright.async_api import expect
+from playwright.async_api import Page, expect
 
 from taube.testing import ServerProcess
 from tests.web.conftest import PageFactory, SdkFactory
@@ -39,6 +39,17 @@ def numbered(texts: list[str], prefix: str) -> list[str]:
     texts also hold the time)."""
     found = (re.search(rf"{prefix} \d+", text) for text in texts)
     return [match.group(0) for match in found if match]
+
+
+async def chat_between(alice: Page, bob: Page) -> tuple[str, str]:
+    """Both sign up; Bob starts a chat with Alice and says hello; Alice opens
+    it. Their addresses."""
+    alice_address, _ = await sign_up(alice, "alice")
+    bob_address, _ = await sign_up(bob, "bob")
+    await start_chat(bob, alice_address)
+    await send_text(bob, "online 00")
+    await open_conversation(alice, bob_address)
+    return alice_address, bob_address
 
 
 @pytest.mark.parametrize("away", ["network cut", "tab closed"])
@@ -92,11 +103,7 @@ async def test_message_typed_offline_is_pending_then_sent_once(
     alice = await new_page(web_server)
     bob = await new_page(web_server)
     async with NetworkSwitch(bob.context) as network:
-        alice_address, _ = await sign_up(alice, "alice")
-        bob_address, _ = await sign_up(bob, "bob")
-        await start_chat(bob, alice_address)
-        await send_text(bob, "online 00")
-        await open_conversation(alice, bob_address)
+        alice_address, bob_address = await chat_between(alice, bob)
 
         await network.cut()
         await wait_offline(bob)
@@ -130,11 +137,7 @@ async def test_message_typed_offline_survives_a_reload_while_offline(
     alice = await new_page(web_server)
     bob = await new_page(web_server)
     async with NetworkSwitch(bob.context) as network:
-        alice_address, _ = await sign_up(alice, "alice")
-        bob_address, _ = await sign_up(bob, "bob")
-        await start_chat(bob, alice_address)
-        await send_text(bob, "online 00")
-        await open_conversation(alice, bob_address)
+        alice_address, _ = await chat_between(alice, bob)
         # the service worker keeps the app's shell: the page opens offline
         assert await bob.evaluate("navigator.serviceWorker.ready.then(() => true)")
 
@@ -158,11 +161,7 @@ async def test_photo_sent_offline_goes_out_when_back(
     alice = await new_page(web_server)
     bob = await new_page(web_server)
     async with NetworkSwitch(bob.context) as network:
-        alice_address, _ = await sign_up(alice, "alice")
-        bob_address, _ = await sign_up(bob, "bob")
-        await start_chat(bob, alice_address)
-        await send_text(bob, "online 00")
-        await open_conversation(alice, bob_address)
+        await chat_between(alice, bob)
 
         await network.cut()
         await wait_offline(bob)
