@@ -210,18 +210,12 @@ def table(report: dict[str, Any], rate: float) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = harness.header("attachments", args)
-    env = {**ATTACHMENTS_ENV, **dict(args.server_env)}
-    with harness.pinned_server(
-        env, pin=args.pin, tmp_dir=args.tmp_dir, keep_data=args.keep_data
-    ) as server:
-        try:
-            report |= harness.run_async(_measure(args, server))
-        except KeyboardInterrupt:
-            print("\nattachments: interrupted; the server was stopped", file=sys.stderr)
-            return 130
-        report["environment"] = harness.environment(server.pinned)
-    path = harness.write_report("attachments", report, args.output)
+    done = harness.measure_on_server(
+        "attachments", args, _measure, {**ATTACHMENTS_ENV, **dict(args.server_env)}
+    )
+    if done is None:
+        return 130
+    report, path = done
     print(table(report, args.rate))
     print(f"results: {path}", file=sys.stderr)
     return 0

@@ -140,17 +140,10 @@ def table(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    report = harness.header("backlog", args)
-    with harness.pinned_server(
-        pin=args.pin, tmp_dir=args.tmp_dir, keep_data=args.keep_data
-    ) as server:
-        try:
-            report |= harness.run_async(_measure(args, server))
-        except KeyboardInterrupt:
-            print("\nbacklog: interrupted; the server was stopped", file=sys.stderr)
-            return 130
-        report["environment"] = harness.environment(server.pinned)
-    path = harness.write_report("backlog", report, args.output)
+    done = harness.measure_on_server("backlog", args, _measure)
+    if done is None:
+        return 130
+    report, path = done
     print(table(report))
     print(f"results: {path}", file=sys.stderr)
     return 0

@@ -128,6 +128,31 @@ def random_ids(count: int) -> list[str]:
 # ---------------------------------------------------------------- per-step bookkeeping
 
 
+def step_problems(
+    tracker: Tracker,
+    schedule: loadgen.ScheduleResult,
+    durable_rate: float,
+    ack_p99: Any,
+    args: argparse.Namespace,
+) -> list[str]:
+    """Why a step does not count as sustained (empty: it does)."""
+    problems: list[str] = []
+    if schedule.aborted:
+        problems.append(f"stopped early: {schedule.aborted}")
+    if tracker.acks_behind > 0 or tracker.deliveries_behind > 0:
+        problems.append(
+            f"unanswered after {args.drain_timeout:g}s drain:"
+            f" {tracker.acks_behind} acks, {tracker.deliveries_behind} deliveries"
+        )
+    if tracker.n_failed:
+        problems.append(f"errors: {dict(tracker.errors)}")
+    if durable_rate < 0.95 * tracker.rate:
+        problems.append(f"durable rate {durable_rate:,.0f}/s below 95% of offered")
+    if ack_p99 is None or ack_p99 > args.p99_bound_ms:
+        problems.append(f"ack p99 above {args.p99_bound_ms:g} ms")
+    return problems
+
+
 class Tracker:
     """Arrival times and answers of one step, indexed by arrival."""
 
@@ -630,21 +655,7 @@ class DeliveryRun:
         ack_summary = loadgen.summarize(ack_lat, fired)
         delivery_summary = loadgen.summarize(del_lat, fired)
         durable_rate = acks_in_window / window
-        problems: list[str] = []
-        if schedule.aborted:
-            problems.append(f"stopped early: {schedule.aborted}")
-        if tracker.acks_behind > 0 or tracker.deliveries_behind > 0:
-            problems.append(
-                f"unanswered after {args.drain_timeout:g}s drain:"
-                f" {tracker.acks_behind} acks, {tracker.deliveries_behind} deliveries"
-            )
-        if tracker.n_failed:
-            problems.append(f"errors: {dict(tracker.errors)}")
-        if durable_rate < 0.95 * tracker.rate:
-            problems.append(f"durable rate {durable_rate:,.0f}/s below 95% of offered")
-        p99 = ack_summary["p99"]
-        if p99 is None or p99 > args.p99_bound_ms:
-            problems.append(f"ack p99 above {args.p99_bound_ms:g} ms")
+        problems = step_problems(tracker, schedule, durable_rate, ack_summary["p99"], args)
         lag_summary = loadgen.summarize(lag)
         notes: list[str] = []
         lag_p99 = lag_summary["p99"]

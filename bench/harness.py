@@ -22,7 +22,7 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Coroutine, Iterator, Mapping, Sequence
+from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
 from urllib.parse import urlsplit
@@ -73,6 +73,25 @@ def run_then_close(bench: Closing) -> dict[str, Any]:
             await bench.close()
 
     return run_async(main())
+
+
+def measure_on_server(
+    name: str,
+    args: Any,
+    measure: Callable[[Any, RunningServer], Coroutine[Any, Any, dict[str, Any]]],
+    env: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Any], Path] | None:
+    """Start a pinned server, run ``measure(args, server)`` and write the report;
+    ``None`` if interrupted (said on stderr; the server is stopped either way)."""
+    report = header(name, args)
+    with pinned_server(env, pin=args.pin, tmp_dir=args.tmp_dir, keep_data=args.keep_data) as server:
+        try:
+            report |= run_async(measure(args, server))
+        except KeyboardInterrupt:
+            print(f"\n{name}: interrupted; the server was stopped", file=sys.stderr)
+            return None
+        report["environment"] = environment(server.pinned)
+    return report, write_report(name, report, args.output)
 
 
 def raise_fd_limit(wanted: int | None = None) -> int:

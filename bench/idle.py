@@ -139,30 +139,10 @@ def table(report: dict[str, Any]) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    total = args.counts[-1]
-    limit = harness.raise_fd_limit(total + 1000)
-    if limit < total + 100:
-        print(
-            f"idle: the open-file limit ({limit}) is too low for {total:,} sockets", file=sys.stderr
-        )
-        return 2
-    if total > harness.ephemeral_ports() - 1000:
-        print(
-            f"idle: {total:,} connections need more local ports than one address has",
-            file=sys.stderr,
-        )
-        return 2
-    report = harness.header("idle", args)
-    with harness.pinned_server(
-        pin=args.pin, tmp_dir=args.tmp_dir, keep_data=args.keep_data
-    ) as server:
-        try:
-            report |= harness.run_async(_measure(args, server))
-        except KeyboardInterrupt:
-            print("\nidle: interrupted; the server was stopped", file=sys.stderr)
-            return 130
-        report["environment"] = harness.environment(server.pinned)
-    path = harness.write_report("idle", report, args.output)
+    done = harness.measure_on_server("idle", args, _measure)
+    if done is None:
+        return 130
+    report, path = done
     print(table(report))
     print(f"results: {path}", file=sys.stderr)
     return 0

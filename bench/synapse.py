@@ -41,7 +41,7 @@ from typing import Any
 import aiohttp
 
 from bench import delivery, fanout, harness, loadgen
-from bench.delivery import Tracker, random_ids
+from bench.delivery import Tracker, random_ids, step_problems
 from bench.fanout import Tracked
 from bench.matrix import VENV, MatrixClient, SynapseProcess, cancel_all, install, synapse_version
 
@@ -460,21 +460,7 @@ def _result(
     acks_in_window = sum(1 for a in acked if 0 < a <= start + window)
     durable_rate = acks_in_window / window
     ack_summary = loadgen.summarize(ack_lat, fired)
-    problems: list[str] = []
-    if schedule.aborted:
-        problems.append(f"stopped early: {schedule.aborted}")
-    if tracker.acks_behind > 0 or tracker.deliveries_behind > 0:
-        problems.append(
-            f"unanswered after {args.drain_timeout:g}s drain:"
-            f" {tracker.acks_behind} acks, {tracker.deliveries_behind} deliveries"
-        )
-    if tracker.n_failed:
-        problems.append(f"errors: {dict(tracker.errors)}")
-    if durable_rate < 0.95 * tracker.rate:
-        problems.append(f"durable rate {durable_rate:,.0f}/s below 95% of offered")
-    p99 = ack_summary["p99"]
-    if p99 is None or p99 > args.p99_bound_ms:
-        problems.append(f"ack p99 above {args.p99_bound_ms:g} ms")
+    problems = step_problems(tracker, schedule, durable_rate, ack_summary["p99"], args)
     return {
         "step": tracker.number,
         "phase": tracker.phase,
