@@ -6,6 +6,7 @@ import { ADDRESS_PATTERN } from "../gen/proto";
 import { pendingRecovery, signingUp, useClient } from "./context";
 import { defaultDeviceName } from "./format";
 import { CheckIcon, CopyIcon, LockIcon, LogoMark } from "./icons";
+import { FormError } from "./dialog";
 import { canScan, QrScanner } from "./qr-scan";
 
 const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
@@ -106,21 +107,7 @@ function SignUpForm(): JSX.Element {
 
   return (
     <form class="form" onSubmit={submit} data-testid="signup-form" aria-busy={busy}>
-      <label class="field">
-        <span class="field__label">Address</span>
-        <input
-          class="input"
-          type="email"
-          name="address"
-          autocomplete="username"
-          inputMode="email"
-          placeholder="you@example.org"
-          required
-          value={address}
-          onInput={(e) => setAddress(e.currentTarget.value)}
-          data-testid="signup-address"
-        />
-      </label>
+      <AddressField value={address} onInput={setAddress} testid="signup-address" />
       <label class="field">
         <span class="field__label">Password</span>
         <span class="input-with-button">
@@ -212,21 +199,7 @@ function LoginForm(): JSX.Element {
 
   return (
     <form class="form" onSubmit={submit} data-testid="login-form" aria-busy={busy}>
-      <label class="field">
-        <span class="field__label">Address</span>
-        <input
-          class="input"
-          type="email"
-          name="address"
-          autocomplete="username"
-          inputMode="email"
-          placeholder="you@example.org"
-          required
-          value={address}
-          onInput={(e) => setAddress(e.currentTarget.value)}
-          data-testid="login-address"
-        />
-      </label>
+      <AddressField value={address} onInput={setAddress} testid="login-address" />
       <label class="field">
         <span class="field__label">Password</span>
         <input
@@ -312,6 +285,27 @@ function LoginForm(): JSX.Element {
   );
 }
 
+/** The account's address, in both forms. */
+function AddressField(props: { value: string; onInput: (value: string) => void; testid: string }): JSX.Element {
+  return (
+    <label class="field">
+      <span class="field__label">Address</span>
+      <input
+        class="input"
+        type="email"
+        name="address"
+        autocomplete="username"
+        inputMode="email"
+        placeholder="you@example.org"
+        required
+        value={props.value}
+        onInput={(e) => props.onInput(e.currentTarget.value)}
+        data-testid={props.testid}
+      />
+    </label>
+  );
+}
+
 /** The end of both forms: this device's name, the error, the submit button. */
 function FormEnd(props: {
   prefix: "signup" | "login";
@@ -335,11 +329,7 @@ function FormEnd(props: {
           data-testid={`${prefix}-device`}
         />
       </label>
-      {error && (
-        <p class="form__error" role="alert" data-testid={`${prefix}-error`}>
-          {error}
-        </p>
-      )}
+      <FormError error={error} testid={`${prefix}-error`} />
       <button type="submit" class="button button--wide" disabled={busy} data-testid={`${prefix}-submit`}>
         {props.label}
       </button>

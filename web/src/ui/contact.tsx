@@ -11,6 +11,7 @@ import { ShieldIcon, SmileIcon } from "./icons";
 import { PanelFrame, Section } from "./panel";
 import { QrCode } from "./qr";
 import { canScan, QrScanner } from "./qr-scan";
+import { FormError } from "./dialog";
 
 interface ContactProps {
   user: UserId;
@@ -109,11 +110,7 @@ export function ContactPanel({ user, from, onBack }: ContactProps): JSX.Element 
             <QrCode text={qr} label={`Verification code for ${name}`} />
           </div>
         )}
-        {error && (
-          <p class="form__error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
         <div class="button-row">
           {contact?.verified ? (
             <p class="verified-line" data-testid="verified">

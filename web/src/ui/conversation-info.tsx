@@ -7,7 +7,7 @@ import { ADDRESS_PATTERN } from "../gen/proto";
 import { Avatar } from "./avatar";
 import { ContactPanel } from "./contact";
 import { openConversation, panel, useClient } from "./context";
-import { ConfirmDialog } from "./dialog";
+import { ConfirmDialog, FormError } from "./dialog";
 import { displayName, TIMER_OPTIONS } from "./format";
 import { EditIcon, ImageIcon, LogoutIcon, PlusIcon, TrashIcon } from "./icons";
 import { PanelFrame, Section } from "./panel";
@@ -195,11 +195,7 @@ function GroupPanel({ conversation: c }: { conversation: ConversationView }): JS
           Group · {members.length} member{members.length === 1 ? "" : "s"}
         </p>
       </div>
-      {error && (
-        <p class="form__error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} />
       <Section>
         <TimerSelect conversation={c} disabled={!canManage} />
       </Section>

@@ -84,3 +84,12 @@ export function ConfirmDialog({ title, text, confirm, danger, onConfirm, onClose
     </Dialog>
   );
 }
+
+/** The error a form or dialog shows, if any (announced to screen readers). */
+export function FormError({ error, testid }: { error: string | null; testid?: string }): JSX.Element | null {
+  return error ? (
+    <p class="form__error" role="alert" data-testid={testid}>
+      {error}
+    </p>
+  ) : null;
+}

@@ -3,7 +3,7 @@ import type { JSX } from "preact";
 import { useState } from "preact/hooks";
 import { ADDRESS_PATTERN } from "../gen/proto";
 import { openConversation, useClient } from "./context";
-import { Dialog } from "./dialog";
+import { Dialog, FormError } from "./dialog";
 import { CloseIcon } from "./icons";
 
 const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
@@ -64,11 +64,7 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
             data-testid="new-chat-address"
           />
         </label>
-        {error && (
-          <p class="form__error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
         <div class="dialog__actions">
           <button type="button" class="button button--ghost" onClick={onClose}>
             Cancel
@@ -178,11 +174,7 @@ export function NewGroupDialog({ onClose }: { onClose: () => void }): JSX.Elemen
             ))}
           </ul>
         )}
-        {error && (
-          <p class="form__error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
         <div class="dialog__actions">
           <button type="button" class="button button--ghost" onClick={onClose}>
             Cancel

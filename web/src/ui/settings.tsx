@@ -5,7 +5,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { DeviceView, Settings } from "../client/model";
 import { Avatar } from "./avatar";
 import { panel, useClient } from "./context";
-import { ConfirmDialog, Dialog } from "./dialog";
+import { ConfirmDialog, Dialog, FormError } from "./dialog";
 import { formatListTime } from "./format";
 import { DeviceIcon, EditIcon, ImageIcon, LogoutIcon, PlusIcon, TrashIcon } from "./icons";
 import { PanelFrame, Section } from "./panel";
@@ -244,11 +244,7 @@ function DevicesSection(): JSX.Element {
   return (
     <Section title="Devices" testid="devices">
       <p class="muted">Every device has its own keys. Remove the ones you no longer use.</p>
-      {error && (
-        <p class="form__error" role="alert">
-          {error}
-        </p>
-      )}
+      <FormError error={error} />
       {devices === null && !error && <div class="spinner spinner--small" aria-label="Loading devices" />}
       <ul class="device-list" data-testid="devices-list">
         {(devices ?? []).map((d) => (
@@ -382,11 +378,7 @@ function RemoveDeviceDialog({ device, onClose, onRemoved }: { device: DeviceView
             data-testid="device-remove-password"
           />
         </label>
-        {error && (
-          <p class="form__error" role="alert">
-            {error}
-          </p>
-        )}
+        <FormError error={error} />
         <div class="dialog__actions">
           <button type="button" class="button button--ghost" onClick={onClose}>
             Cancel
