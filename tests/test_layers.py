@@ -16,6 +16,8 @@ import ast
 import importlib
 import inspect
 import sys
+from collections import deque
+from collections.abc import Collection, Mapping
 from pathlib import Path
 
 import pytest
@@ -73,6 +75,16 @@ def module_name(path: Path) -> str:
 MODULES = {module_name(p): p for p in sorted(SRC.rglob("*.py"))}
 
 
+def from_target(name: str, is_package: bool, node: ast.ImportFrom) -> str:
+    """The module a ``from`` statement in ``name`` names, relative ones resolved."""
+    if not node.level:
+        return node.module or ""
+    base = name.split(".")
+    keep = len(base) - node.level + (1 if is_package else 0)
+    prefix = ".".join(base[:keep])
+    return f"{prefix}.{node.module}" if node.module else prefix
+
+
 def imports_of(name: str, path: Path) -> set[str]:
     """Every module named by an ``import`` or ``from`` statement, resolved."""
     tree = ast.parse(path.read_text("utf-8"), filename=str(path))
@@ -82,13 +94,7 @@ def imports_of(name: str, path: Path) -> set[str]:
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            if node.level:
-                base = name.split(".")
-                keep = len(base) - node.level + (1 if is_package else 0)
-                prefix = ".".join(base[:keep])
-                target = f"{prefix}.{node.module}" if node.module else prefix
-            else:
-                target = node.module or ""
+            target = from_target(name, is_package, node)
             found.add(target)
             # ``from taube.store import engine`` imports ``taube.store.engine``
             found.update(f"{target}.{alias.name}" for alias in node.names if alias.name != "*")
@@ -227,6 +233,111 @@ def test_the_checker_sees_every_kind_of_import(tmp_path: Path) -> None:
         "taube.store.engine",
     } <= found
     assert set(taube_imports_in(found)) == {"server", "cli", "store"}
+
+
+# ---------------------------------------------------------------- import circles
+
+
+def module_imports(name: str, path: Path, modules: Collection[str] = MODULES) -> set[str]:
+    """The modules among ``modules`` that ``name`` imports, one edge per module.
+
+    ``from taube.client.x import y`` is an edge to ``taube.client.x``, or to
+    ``taube.client.x.y`` when that is a module; an edge to a package is an
+    edge to its ``__init__``. So ``from taube.client import foo`` inside
+    ``taube.client.bar`` is an edge to ``foo`` only (Python loads the
+    submodule even while ``taube/client/__init__.py`` is still running),
+    while ``from taube.client import Client`` there is an edge to the package:
+    a circle when ``__init__`` imports ``bar``. Importing ``taube.client.x``
+    also runs the package's ``__init__`` first; that is no edge, or every
+    package that re-exports its modules would be a circle.
+    """
+    tree = ast.parse(path.read_text("utf-8"), filename=str(path))
+    is_package = path.name == "__init__.py"
+    found: set[str] = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            target = from_target(name, is_package, node)
+            for alias in node.names:
+                submodule = f"{target}.{alias.name}"
+                found.add(submodule if submodule in modules else target)
+    return (found & set(modules)) - {name}
+
+
+def import_cycles(graph: Mapping[str, Collection[str]]) -> list[list[str]]:
+    """The shortest circle through each module that is on one, each once,
+    shortest first; a circle starts at its smallest name."""
+    cycles: set[tuple[str, ...]] = set()
+    for start in graph:
+        came_from: dict[str, str | None] = {start: None}
+        todo = deque([start])
+        last = None
+        while todo and last is None:
+            here = todo.popleft()
+            for there in sorted(graph[here]):
+                if there == start:
+                    last = here
+                    break
+                if there in graph and there not in came_from:
+                    came_from[there] = here
+                    todo.append(there)
+        if last is None:
+            continue
+        path: list[str] = []
+        step: str | None = last
+        while step is not None:
+            path.append(step)
+            step = came_from[step]
+        path.reverse()
+        first = path.index(min(path))
+        cycles.add(tuple(path[first:] + path[:first]))
+    return [list(cycle) for cycle in sorted(cycles, key=lambda cycle: (len(cycle), cycle))]
+
+
+def import_graph(under: str) -> dict[str, set[str]]:
+    """Every module in ``under`` (a package, or ``taube``) and what it imports there."""
+    inside = {name for name in MODULES if name == under or name.startswith(f"{under}.")}
+    return {name: module_imports(name, MODULES[name], inside) for name in sorted(inside)}
+
+
+def show_cycles(cycles: list[list[str]]) -> str:
+    return "\n".join(" → ".join([*cycle, cycle[0]]) for cycle in cycles)
+
+
+@pytest.mark.parametrize("under", ["taube", "taube.client", "taube.server"])
+def test_no_import_circles(under: str) -> None:
+    cycles = import_cycles(import_graph(under))
+    assert not cycles, f"import circles in {under}, shortest first:\n{show_cycles(cycles)}"
+
+
+def test_the_circle_finder_sees_real_circles_only(tmp_path: Path) -> None:
+    """A package that re-exports its modules is no circle; a module that
+    imports a name from its own package's ``__init__`` is one, as are
+    imports in functions and under ``TYPE_CHECKING``."""
+    files = {
+        "taube.pkg": ("__init__.py", "from taube.pkg.a import A\nfrom . import b\n"),
+        "taube.pkg.a": ("a.py", "from taube.pkg import b, c\nimport taube.pkg.d\n"),
+        "taube.pkg.b": ("b.py", "from . import a\n"),
+        "taube.pkg.c": ("c.py", "def f():\n    from taube.pkg import A\n"),
+        "taube.pkg.d": ("d.py", "if TYPE_CHECKING:\n    from .e import E\n"),
+        "taube.pkg.e": ("e.py", "from taube.pkg.d import D\nfrom taube.proto import ids\n"),
+    }
+    modules = set(files)
+    paths = {}
+    for name, (filename, text) in files.items():
+        paths[name] = tmp_path / filename
+        paths[name].write_text(text, "utf-8")
+    graph = {name: module_imports(name, path, modules) for name, path in paths.items()}
+    assert graph["taube.pkg"] == {"taube.pkg.a", "taube.pkg.b"}
+    assert graph["taube.pkg.a"] == {"taube.pkg.b", "taube.pkg.c", "taube.pkg.d"}
+    assert graph["taube.pkg.c"] == {"taube.pkg"}
+    assert import_cycles(graph) == [
+        ["taube.pkg.a", "taube.pkg.b"],
+        ["taube.pkg.d", "taube.pkg.e"],
+        ["taube.pkg", "taube.pkg.a", "taube.pkg.c"],
+    ]
+    assert show_cycles([["x", "y"]]) == "x → y → x"
 
 
 # ---------------------------------------------------------------- public names

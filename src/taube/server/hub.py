@@ -6,7 +6,8 @@ truth. A connection that cannot take a live entry (it is behind, busy, or
 was just added) is told its conversation is *dirty* and reads it from the
 store, so a lost or early push delays a message but never loses one.
 Wake-ups from other nodes (``wake_entry``, ``wake_queues``) carry no frame:
-they always go that way.
+they always go that way. The hub knows connections only as ``Subscriber``s
+(``subscriber.py``), never the WebSocket class.
 
 The membership cache follows the state changes of this node and, through
 the bus, of the others; each conversation's entry remembers the ``seq`` of
@@ -19,12 +20,9 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Awaitable, Callable, Iterable
-from typing import TYPE_CHECKING
 
 from taube.proto.ids import ConversationId, DeviceId, UserId
-
-if TYPE_CHECKING:
-    from taube.server.ws.connection import Connection
+from taube.server.subscriber import Subscriber
 
 log = logging.getLogger(__name__)
 
@@ -42,14 +40,14 @@ class Hub:
         self._load_members = load_members
         self._monotonic = monotonic
         self._reloaded: dict[ConversationId, float] = {}
-        self.by_device: dict[DeviceId, Connection] = {}
-        self.by_user: dict[UserId, set[Connection]] = defaultdict(set)
+        self.by_device: dict[DeviceId, Subscriber] = {}
+        self.by_user: dict[UserId, set[Subscriber]] = defaultdict(set)
         self._members: dict[ConversationId, frozenset[UserId]] = {}
         self._members_seq: dict[ConversationId, int] = {}
 
     # ----------------------------------------------------------- connections
 
-    def attach(self, conn: Connection) -> Connection | None:
+    def attach(self, conn: Subscriber) -> Subscriber | None:
         """Register ``conn``; returns an older connection of the same device."""
         old = self.by_device.get(conn.device)
         if old is not None:
@@ -58,7 +56,7 @@ class Hub:
         self.by_user[conn.user].add(conn)
         return old
 
-    def detach(self, conn: Connection) -> None:
+    def detach(self, conn: Subscriber) -> None:
         if self.by_device.get(conn.device) is conn:
             del self.by_device[conn.device]
         conns = self.by_user.get(conn.user)
@@ -67,7 +65,7 @@ class Hub:
             if not conns:
                 del self.by_user[conn.user]
 
-    def connections(self) -> list[Connection]:
+    def connections(self) -> list[Subscriber]:
         return list(self.by_device.values())
 
     # ----------------------------------------------------------- membership
