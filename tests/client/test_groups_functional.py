@@ -46,7 +46,7 @@ async def test_title_and_avatar_are_sealed_state(tmp_path: Path, sdk: Sdk) -> No
         await alice.flush()
         assert await title_of(carol, group) == name
         # the chain carries it as a signed event of alice's
-        events, _ = await bob._chain(group, refresh=True)
+        events, _ = await bob._conversations.chain(group, refresh=True)
         kinds = [e.content.__class__.__name__ for e in events]
         assert kinds[2:5] == ["Title", "Avatar", "Member"]
         assert scan([server.data_dir, server.log_path], [name.encode()]) == []
@@ -70,8 +70,8 @@ async def test_a_removed_member_cannot_read_later_titles(
             await asyncio.sleep(0.05)
     await asyncio.sleep(0.3)
     # carol may still hold the chain up to her removal; no later key reaches her
-    carol_keys = carol._state_keys(group)
-    events, _ = await alice._chain(group)
+    carol_keys = carol._conversations.state_keys(group)
+    events, _ = await alice._conversations.chain(group)
     latest = events[-1].content
     assert isinstance(latest, Title)
     assert statekey.key_id_of(latest.sealed) not in carol_keys

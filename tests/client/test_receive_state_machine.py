@@ -93,17 +93,15 @@ class Receiving(RuleBasedStateMachine):
             client.profile.put_text("user", BOB)
             client.profile.put_text("device", new_device_id())
             client.profile.put_secret("token", b"unused")
-            client.api = Api(AiohttpTransport("http://127.0.0.1:9"))
-            keys = Keys.create(
-                client.profile, client.api, BOB, DeviceId(""), IdentityKeyPair.generate()
-            )
+            api = Api(AiohttpTransport("http://127.0.0.1:9"))
+            keys = Keys.create(client.profile, api, BOB, DeviceId(""), IdentityKeyPair.generate())
             keys.inbound.add_room_key(self.room_key, self.sender)
             keys.save()
             self.loop.run_until_complete(client.__aexit__(None, None, None))
             client = Client(self.directory / "bob")
         self.loop.run_until_complete(client.__aenter__())
         client.keys.devices[ALICE] = [self.sender]
-        client._states[self.conversation] = (
+        client._conversations._states[self.conversation] = (
             [],
             ConversationState(
                 self.conversation, Kind.DIRECT, ALICE, {ALICE: Role.OWNER, BOB: Role.MEMBER}
@@ -114,7 +112,7 @@ class Receiving(RuleBasedStateMachine):
     @rule(index=st.integers(0, COUNT - 1))
     def deliver(self, index: int) -> None:
         """The server delivers (or delivers again) one message, in any order."""
-        self.loop.run_until_complete(self.client._on_message(self.frames[index]))
+        self.loop.run_until_complete(self.client._receiver.on_message(self.frames[index]))
         self.delivered.add(index + 1)
 
     @rule()

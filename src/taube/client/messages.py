@@ -1,0 +1,242 @@
+"""The messages on this device: stored, shown, searched and expired.
+
+``Messages`` owns the profile's ``messages`` table and its full-text index.
+Everything the user sent or received is a row (annotations too: reactions,
+edits, deletions and receipts); ``history`` applies the annotations to show
+a conversation as the user sees it. Disappearing messages are deleted here
+when their time runs out, with the keys of Megolm sessions none of whose
+messages remain.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from taube.client import events as ev
+from taube.client.session import Session
+from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
+
+log = logging.getLogger(__name__)
+
+#: how often disappearing messages are looked for while connected
+EXPIRY_INTERVAL = 0.5
+
+
+class Messages:
+    def __init__(self, session: Session) -> None:
+        self._session = session
+
+    def attachment_path(self, entry: dict[str, Any]) -> Path:
+        """Where a received attachment is saved (decrypted) in the profile."""
+        return (
+            self._session.profile_dir
+            / "attachments"
+            / (f"{entry['blob']}-{Path(str(entry.get('name', 'file'))).name}")
+        )
+
+    def store(
+        self,
+        conversation: str,
+        msg_id: str,
+        seq: int | None,
+        sender: UserId,
+        device: DeviceId,
+        ts: int,
+        type_: str,
+        content: dict[str, Any],
+        status: str,
+        expires_ms: int | None,
+        session: str | None = None,
+    ) -> None:
+        """Keep a message (once: a second copy of the same id is ignored)."""
+        profile = self._session.profile
+        assert profile is not None
+        inserted = profile.execute(
+            "INSERT OR IGNORE INTO messages (conversation, id, seq, sender, sender_device, ts,"
+            " type, content, status, expires_ms, session)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            conversation,
+            msg_id,
+            seq,
+            sender,
+            device,
+            ts,
+            type_,
+            msgspec.json.encode(content),
+            status,
+            expires_ms,
+            session,
+        )
+        text = content.get("body")
+        if inserted.rowcount and isinstance(text, str) and type_ == ev.TEXT:
+            profile.execute(
+                "INSERT INTO messages_fts (text, conversation, id) VALUES (?, ?, ?)",
+                text,
+                conversation,
+                msg_id,
+            )
+
+    def known(self, conversation: str, msg_id: str) -> bool:
+        profile, _, _ = self._session.need()
+        return (
+            profile.execute(
+                "SELECT 1 FROM messages WHERE conversation = ? AND id = ?", conversation, msg_id
+            ).fetchone()
+            is not None
+        )
+
+    def mark_sent(self, conversation: str, msg_id: str, seq: int | None) -> None:
+        """Delivered (the server's ``seq``-th of the conversation, if numbered)."""
+        profile, _, _ = self._session.need()
+        profile.execute(
+            "UPDATE messages SET seq = ?, status = 'sent' WHERE conversation = ?"
+            " AND id = ? AND seq IS NULL",
+            seq,
+            conversation,
+            msg_id,
+        )
+
+    def mark_failed(self, msg_id: str) -> None:
+        profile, _, _ = self._session.need()
+        profile.execute("UPDATE messages SET status = 'failed' WHERE id = ?", msg_id)
+
+    def message(self, conversation: str, msg_id: str) -> ev.Message:
+        found = list(self._rows("conversation = ? AND id = ?", conversation, msg_id))
+        return found[0]
+
+    def _rows(self, where: str, *args: Any) -> list[ev.Message]:
+        profile = self._session.profile
+        assert profile is not None
+        rows = profile.execute(
+            "SELECT conversation, id, seq, sender, sender_device, ts, type, content, status,"
+            f" expires_ms FROM messages WHERE {where}",
+            *args,
+        ).fetchall()
+        return [
+            ev.Message(
+                conversation=ConversationId(r[0]),
+                id=MessageId(r[1]),
+                seq=r[2],
+                sender=UserId(r[3]),
+                sender_device=DeviceId(r[4]),
+                ts=int(r[5]),
+                type=str(r[6]),
+                text=str(content.get("body", "")),
+                reply_to=content.get("reply_to"),
+                status=str(r[8]),
+                expires_ms=r[9],
+                content=content,
+            )
+            for r in rows
+            for content in [msgspec.json.decode(bytes(r[7]))]
+        ]
+
+    def expire(self) -> int:
+        """Delete disappearing messages whose time ran out: the plaintext, its
+        search index entry, every copy in the database's free pages and log,
+        and the keys of Megolm sessions none of whose messages remain."""
+        profile, _, keys = self._session.need()
+        now = self._session.clock()
+        gone = profile.execute(
+            "SELECT conversation, id, session FROM messages WHERE expires_ms <= ?", now
+        ).fetchall()
+        if not gone:
+            return 0
+        with profile.transaction():
+            for conversation, msg_id, _session in gone:
+                profile.execute(
+                    "DELETE FROM messages WHERE conversation = ? AND id = ?", conversation, msg_id
+                )
+                profile.execute(
+                    "DELETE FROM messages_fts WHERE conversation = ? AND id = ?",
+                    conversation,
+                    msg_id,
+                )
+            sessions = {(c, s) for c, _, s in gone if s is not None}
+            forgot = 0
+            for conversation, session in sessions:
+                left = profile.execute(
+                    "SELECT 1 FROM messages WHERE conversation = ? AND session = ? LIMIT 1",
+                    conversation,
+                    session,
+                ).fetchone()
+                if left is None:
+                    forgot += keys.inbound.forget(ConversationId(conversation), session)
+            if forgot:
+                keys.save()
+        profile.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+        profile.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        return len(gone)
+
+    async def run_expiry(self) -> None:
+        """Expire messages every ``EXPIRY_INTERVAL`` seconds (until cancelled)."""
+        while True:
+            try:
+                self.expire()
+            except Exception:
+                log.exception("expiring messages failed")
+            await asyncio.sleep(EXPIRY_INTERVAL)
+
+    def history(self, conversation: ConversationId, limit: int = 100) -> list[ev.Message]:
+        """The conversation as the user sees it: oldest first, annotations applied."""
+        self.expire()
+        rows = self._rows("conversation = ? ORDER BY seq IS NULL, seq, ts", conversation)
+        shown: dict[str, ev.Message] = {}
+        order: list[str] = []
+        for row in rows:
+            if row.type not in ev.ANNOTATIONS:
+                shown[row.id] = row
+                order.append(row.id)
+        for row in rows:
+            target = row.content.get("target")
+            if row.type == ev.RECEIPT:
+                for read in row.content.get("read", []):
+                    if read in shown and row.sender not in shown[read].read_by:
+                        shown[read].read_by.append(row.sender)
+                for delivered in row.content.get("delivered", []):
+                    if delivered in shown and row.sender not in shown[delivered].delivered_to:
+                        shown[delivered].delivered_to.append(row.sender)
+                continue
+            message = shown.get(target) if isinstance(target, str) else None
+            if message is None or (
+                row.type in (ev.EDIT, ev.DELETE) and row.sender != message.sender
+            ):
+                continue  # only the author edits or deletes
+            if row.type == ev.EDIT:
+                shown[message.id] = dataclasses.replace(
+                    message, text=str(row.content.get("body", "")), edited=True
+                )
+            elif row.type == ev.DELETE:
+                shown[message.id] = dataclasses.replace(message, text="", deleted=True, content={})
+            elif row.type == ev.REACTION:
+                # the same reaction again from the same user takes it back
+                users = message.reactions.setdefault(str(row.content.get("key")), [])
+                if row.sender in users:
+                    users.remove(row.sender)
+                    if not users:
+                        del message.reactions[str(row.content.get("key"))]
+                else:
+                    users.append(row.sender)
+        return [shown[i] for i in order][-limit:]
+
+    def search(self, text: str, limit: int = 50) -> list[ev.Message]:
+        """Local full-text search over what this device has."""
+        profile, _, _ = self._session.need()
+        hits = profile.execute(
+            "SELECT conversation, id FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?",
+            _fts_query(text),
+            limit,
+        ).fetchall()
+        return [self.message(c, i) for c, i in hits]
+
+
+def _fts_query(text: str) -> str:
+    """Words as quoted FTS5 terms (no operators from user input)."""
+    words = [w.replace('"', '""') for w in text.split()]
+    return " ".join(f'"{w}"' for w in words) or '""'
