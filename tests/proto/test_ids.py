@@ -137,3 +137,9 @@ def test_patterns_refuse_a_trailing_newline(pattern: str) -> None:
     good = {RANDOM_ID_PATTERN: "A" * 22, BLOB_ID_PATTERN: "A" * 32}.get(pattern, "a@b")
     assert re.search(pattern, good)
     assert not re.search(pattern, good + "\n")
+
+
+def test_new_ids_never_start_with_a_dash() -> None:
+    """An id on a command line (``taube send ID ...``) must not look like an option."""
+    ids = [new_message_id() for _ in range(2000)] + [new_conversation_id() for _ in range(2000)]
+    assert not [i for i in ids if i.startswith("-")]

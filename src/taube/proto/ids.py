@@ -41,7 +41,12 @@ _ADDRESS_RE = re.compile(ADDRESS_PATTERN)
 
 
 def _random_id(nbytes: int) -> str:
-    return base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).rstrip(b"=").decode("ascii")
+    """Random url-safe base64; never starting with ``-``, so that an id given
+    on a command line is not taken for an option (one draw in 64 is redone)."""
+    while True:
+        text = base64.urlsafe_b64encode(secrets.token_bytes(nbytes)).rstrip(b"=").decode("ascii")
+        if not text.startswith("-"):
+            return text
 
 
 def new_device_id() -> DeviceId:
