@@ -1,0 +1,243 @@
+// The local message rows: every conversation's rows as stored, turned into
+// what the user sees (edits, deletes, reactions and receipts applied), plus
+// search, read markers and the expiry of disappearing messages.
+import { MESSAGE_TYPE } from "../gen/proto";
+import { entriesList } from "./attachments";
+import type { Db, MessageRow } from "./db";
+import type { MessageView } from "./model";
+import type { Account, MessageLog, ReceivedRows, RowArchive, SentRows } from "./types";
+
+/** Types that change another message (or a contact) instead of showing one. */
+export const ANNOTATIONS = new Set<string>([
+  MESSAGE_TYPE.reaction,
+  MESSAGE_TYPE.edit,
+  MESSAGE_TYPE.delete,
+  MESSAGE_TYPE.receipt,
+  MESSAGE_TYPE.profile,
+  MESSAGE_TYPE.stateKey,
+  MESSAGE_TYPE.avatar,
+]);
+
+export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive {
+  private readonly byConversation = new Map<string, MessageRow[]>();
+  /** conversation → order of the last row read */
+  private readonly read = new Map<string, number>();
+  private order = Date.now() * 1000;
+  /** rows stored while a batch of frames is handled, written with it */
+  private batch: MessageRow[] | null = null;
+
+  constructor(
+    private readonly account: Account,
+    private readonly db: Db,
+    /** the rows changed: the screens redraw */
+    private readonly changed: () => void,
+  ) {}
+
+  /** The rows of the profile; `queued` are the ids still in the outbox. */
+  async load(queued: Set<string>): Promise<void> {
+    for (const row of await this.db.all("messages")) {
+      if (row.status === "pending" && !queued.has(row.id)) row.status = "failed"; // an upload cut off
+      this.addRow(row);
+      this.order = Math.max(this.order, row.order + 1);
+    }
+    const reads = await this.db.get("kv", "read");
+    for (const [c, o] of Object.entries((reads?.value as Record<string, number>) ?? {})) this.read.set(c, o);
+  }
+
+  nextOrder(): number {
+    return this.order++;
+  }
+
+  rows(): MessageRow[] {
+    return [...this.byConversation.values()].flat();
+  }
+
+  newRow(conversation: string, id: string, type: string, content: Record<string, unknown>, status: MessageRow["status"]): MessageRow {
+    const keys = this.account.need();
+    return {
+      conversation,
+      id,
+      seq: null,
+      sender: keys.user,
+      senderDevice: keys.device,
+      ts: Date.now(),
+      type,
+      content,
+      status,
+      expiresMs: null,
+      session: null,
+      order: this.order++,
+    };
+  }
+
+  private addRow(row: MessageRow): void {
+    const list = this.byConversation.get(row.conversation) ?? [];
+    list.push(row);
+    this.byConversation.set(row.conversation, list);
+  }
+
+  findRow(conversation: string, id: string): MessageRow | undefined {
+    return this.byConversation.get(conversation)?.find((r) => r.id === id);
+  }
+
+  replaceRow(row: MessageRow): void {
+    const list = this.byConversation.get(row.conversation) ?? [];
+    const at = list.findIndex((r) => r.id === row.id);
+    if (at >= 0) list[at] = row;
+    else list.push(row);
+    this.byConversation.set(row.conversation, list);
+  }
+
+  beginBatch(): void {
+    this.batch = [];
+  }
+
+  endBatch(): MessageRow[] {
+    const rows = this.batch ?? [];
+    this.batch = null;
+    return rows;
+  }
+
+  /** Keep a row; inside a frame batch it is written with the batch. */
+  async storeRow(row: MessageRow): Promise<void> {
+    this.replaceRow(row);
+    if (this.batch) {
+      this.batch.push(row);
+      return;
+    }
+    await this.db.put("messages", row);
+    this.changed();
+  }
+
+  async setStatus(conversation: string, id: string, status: MessageRow["status"]): Promise<void> {
+    const row = this.findRow(conversation, id);
+    if (!row) return;
+    await this.storeRow({ ...row, status });
+  }
+
+  /** The conversation as the user sees it: oldest first, annotations applied. */
+  history(conversation: string): MessageView[] {
+    const me = this.account.keys?.user ?? "";
+    const rows = [...(this.byConversation.get(conversation) ?? [])].sort(
+      (a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity) || a.order - b.order,
+    );
+    const shown = new Map<string, MessageView>();
+    for (const row of rows) {
+      if (ANNOTATIONS.has(row.type)) continue;
+      shown.set(row.id, {
+        conversation,
+        id: row.id,
+        seq: row.seq,
+        sender: row.sender,
+        senderDevice: row.senderDevice,
+        ts: row.ts,
+        text: String(row.content.body ?? ""),
+        replyTo: typeof row.content.reply_to === "string" ? row.content.reply_to : null,
+        edited: false,
+        deleted: false,
+        reactions: {},
+        readBy: [],
+        deliveredTo: [],
+        status: row.status === "received" ? "received" : row.status,
+        expiresMs: row.expiresMs,
+        attachments: entriesList(row.content.attachments),
+        mine: row.sender === me,
+      });
+    }
+    for (const row of rows) {
+      if (row.type === MESSAGE_TYPE.receipt) {
+        for (const [field, list] of [["read", "readBy"], ["delivered", "deliveredTo"]] as const) {
+          const ids = Array.isArray(row.content[field]) ? (row.content[field] as unknown[]) : [];
+          for (const id of ids) {
+            const message = shown.get(String(id));
+            if (message && !message[list].includes(row.sender) && row.sender !== message.sender) message[list].push(row.sender);
+          }
+        }
+        continue;
+      }
+      const target = typeof row.content.target === "string" ? shown.get(row.content.target) : undefined;
+      if (!target) continue;
+      if ((row.type === MESSAGE_TYPE.edit || row.type === MESSAGE_TYPE.delete) && row.sender !== target.sender) continue;
+      if (row.type === MESSAGE_TYPE.edit && !target.deleted) {
+        target.text = String(row.content.body ?? "");
+        target.edited = true;
+      } else if (row.type === MESSAGE_TYPE.delete) {
+        target.text = "";
+        target.deleted = true;
+        target.attachments = [];
+      } else if (row.type === MESSAGE_TYPE.reaction) {
+        const key = String(row.content.key ?? "");
+        const users = target.reactions[key] ?? [];
+        // a second identical reaction by the same user takes it back
+        target.reactions[key] = users.includes(row.sender) ? users.filter((u) => u !== row.sender) : [...users, row.sender];
+        if (target.reactions[key]!.length === 0) delete target.reactions[key];
+      }
+    }
+    const list = [...shown.values()];
+    for (const message of list) {
+      if (message.mine && message.status === "sent" && message.readBy.length) message.status = "read";
+      else if (message.mine && message.status === "sent" && message.deliveredTo.length) message.status = "delivered";
+    }
+    return list;
+  }
+
+  search(text: string): MessageView[] {
+    const needle = text.trim().toLowerCase();
+    if (!needle) return [];
+    const found: MessageView[] = [];
+    for (const conversation of this.byConversation.keys()) {
+      for (const view of this.history(conversation)) {
+        if (!view.deleted && view.text.toLowerCase().includes(needle)) found.push(view);
+      }
+    }
+    return found.sort((a, b) => b.ts - a.ts).slice(0, 50);
+  }
+
+  /** Messages of others not read yet. */
+  unread(conversation: string): number {
+    const me = this.account.keys?.user ?? "";
+    const readUpTo = this.read.get(conversation) ?? 0;
+    return (this.byConversation.get(conversation) ?? []).filter((r) => r.sender !== me && !ANNOTATIONS.has(r.type) && r.order > readUpTo).length;
+  }
+
+  /** Mark the conversation read here; the ids newly read, for the read receipt. */
+  async markRead(conversation: string): Promise<string[]> {
+    const keys = this.account.keys;
+    if (!keys) return [];
+    const last = this.read.get(conversation) ?? 0;
+    const unread = (this.byConversation.get(conversation) ?? []).filter(
+      (r) => r.sender !== keys.user && !ANNOTATIONS.has(r.type) && r.order > last,
+    );
+    if (unread.length === 0) return [];
+    this.read.set(conversation, Math.max(...unread.map((r) => r.order)));
+    await this.db.put("kv", { key: "read", value: Object.fromEntries(this.read) });
+    this.changed();
+    return unread.map((r) => r.id);
+  }
+
+  /** Delete the disappearing messages whose time is up, and the Megolm
+   * sessions no message left here needs. */
+  async expire(): Promise<void> {
+    const keys = this.account.keys;
+    if (!keys) return;
+    const now = Date.now();
+    const gone: MessageRow[] = [];
+    for (const list of this.byConversation.values()) for (const row of list) if (row.expiresMs !== null && row.expiresMs <= now) gone.push(row);
+    if (!gone.length) return;
+    for (const row of gone) {
+      const list = this.byConversation.get(row.conversation) ?? [];
+      this.byConversation.set(row.conversation, list.filter((r) => r.id !== row.id));
+    }
+    await this.db.write(["messages"], (_put, del) => {
+      for (const row of gone) del("messages", [row.conversation, row.id]);
+    });
+    const sessions = new Set(gone.filter((r) => r.session).map((r) => `${r.conversation}|${r.session}`));
+    let forgot = 0;
+    for (const pair of sessions) {
+      const [conversation, session] = pair.split("|") as [string, string];
+      if (!(this.byConversation.get(conversation) ?? []).some((r) => r.session === session)) forgot += keys.inbound.forget(conversation, session);
+    }
+    if (forgot) await keys.save();
+    this.changed();
+  }
+}
