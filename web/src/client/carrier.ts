@@ -33,7 +33,7 @@ export interface Envelope {
  * - They keep no order between calls; the outbox keeps the order within a
  *   conversation by sending one envelope at a time.
  * - `ready` says whether sending can be tried now; whoever waits for it is
- *   kicked by the engine when the carrier comes online.
+ *   woken by the engine when the carrier comes online.
  */
 export interface Carrier {
   ready(): boolean;

@@ -153,7 +153,7 @@ export class Engine implements Client {
     } catch (e) {
       console.warn("after welcome", e);
     }
-    this.outbox.kick();
+    this.outbox.wake();
   }
 
   private bump(): void {
@@ -306,7 +306,7 @@ export class Engine implements Client {
   }
 
   typing(conversation: string, active: boolean): void {
-    this.connection.send({ type: "typing", conversation, active });
+    this.connection.sendNowait({ type: "typing", conversation, active });
   }
 
   attachmentUrl(entry: AttachmentEntry): Promise<string> {

@@ -109,7 +109,7 @@ export class Connection {
   }
 
   /** A frame nobody waits for (typing); dropped when offline. */
-  send(frame: ClientFrame): void {
+  sendNowait(frame: ClientFrame): void {
     if (this.ws && this.online) this.ws.send(JSON.stringify(frame));
   }
 

@@ -117,12 +117,12 @@ export class Outbox implements Sender, Retry {
       put("messages", row);
     });
     this.changed();
-    this.kick();
+    this.wake();
     return id;
   }
 
   /** Go through the outbox (again, if it is being gone through). */
-  kick(): void {
+  wake(): void {
     if (this.running) {
       this.again = true;
       return;
@@ -142,7 +142,7 @@ export class Outbox implements Sender, Retry {
             await this.sendOne(row);
           } catch (e) {
             if ((e instanceof ServerError && e.transient) || e instanceof Disconnected) {
-              window.setTimeout(() => this.kick(), 500 + Math.random() * 1000);
+              window.setTimeout(() => this.wake(), 500 + Math.random() * 1000);
               return;
             }
             console.warn("send failed for good", e);

@@ -111,8 +111,7 @@ export class Receiver implements FrameSink {
         await this.onToDevice(frame);
         return { type: "todevice.ack", seq: frame.seq };
       case "keys.changed":
-        this.parts.account.need().forget(frame.user);
-        await this.parts.account.need().refresh([frame.user]);
+        await this.onKeysChanged(frame.user);
         return { type: "todevice.ack", seq: frame.seq };
       case "typing.event":
         this.onTyping(frame.conversation, frame.user, frame.active);
@@ -139,6 +138,13 @@ export class Receiver implements FrameSink {
   }
 
   // ---------------------------------------------------------------- frames
+
+  /** A user's keys changed: ask the server for them again. */
+  private async onKeysChanged(user: string): Promise<void> {
+    const keys = this.parts.account.need();
+    keys.forget(user);
+    await keys.refresh([user]);
+  }
 
   private onTyping(conversation: string, user: string, active: boolean): void {
     const key = `${conversation}|${user}`;

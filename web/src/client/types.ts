@@ -44,7 +44,7 @@ export interface Sender {
 
 /** outbox → verification: try the outbox again (a user was verified). */
 export interface Retry {
-  kick(): void;
+  wake(): void;
 }
 
 /** conversations → outbox: a conversation's verified chain. */

@@ -86,7 +86,7 @@ export class Verification implements SasInbox {
       throw new ClientError(`the code does not match the key of ${user} this device knows: do not trust this chat until you know why`);
     }
     await this.trust.markVerified(user);
-    this.outbox.kick();
+    this.outbox.wake();
   }
 
   /** Ask `user`'s devices to verify by emoji (SAS). */
@@ -221,6 +221,6 @@ export class Verification implements SasInbox {
     this.freeFlow(flow);
     await this.trust.markVerified(user);
     this.verification.value = { stage: "done", transaction: flow.transaction, user, verified: true, reason: "" };
-    this.outbox.kick();
+    this.outbox.wake();
   }
 }
