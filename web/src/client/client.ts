@@ -7,7 +7,7 @@
 //   linking        adding a device to the account (history.ts hands it the history)
 //   conversations  chains, groups, members, title, avatar, timer
 //   outbox         what is being sent, until the server has it
-//   carrier        the one seam where encrypted items leave (over connection)
+//   carrier        where a message leaves: encrypted, keys shared, over connection
 //   connection     the WebSocket and its frames
 //   receiver       what arrives: decrypted, verified, stored, acknowledged
 //   messages       the local message rows and what the user sees of them
@@ -24,7 +24,7 @@ import { initOlm } from "../crypto/olm";
 import { MESSAGE_TYPE } from "../gen/proto";
 import { Api } from "./api";
 import { Attachments } from "./attachments";
-import { ServerCarrier, type Carrier } from "./carrier";
+import { TaubeCarrier } from "./carrier";
 import { Connection } from "./connection";
 import { Contacts } from "./contacts";
 import { Conversations } from "./conversations";
@@ -53,7 +53,7 @@ export class Engine implements Client {
   private readonly attachments: Attachments;
   private readonly messages: Messages;
   private readonly connection: Connection;
-  private readonly carrier: Carrier;
+  private readonly carrier: TaubeCarrier;
   private readonly outbox: Outbox;
   private readonly contacts: Contacts;
   private readonly conversations: Conversations;
@@ -73,16 +73,16 @@ export class Engine implements Client {
     this.attachments = new Attachments(db, api);
     this.messages = new Messages(account, db, changed);
     this.connection = new Connection({ online: () => void this.online(), report });
-    this.carrier = new ServerCarrier(this.connection);
-    // the one loop: the outbox needs the chains (members, timer), and the
-    // conversations send through the outbox
+    // the one loop: the carrier and the outbox need the chains (members,
+    // timer), and the conversations send through the outbox
     const chains: ChainSource = { chain: (conversation, refresh) => this.conversations.chain(conversation, refresh) };
-    this.outbox = new Outbox(account, db, api, chains, this.messages, this.attachments, this.carrier, report, changed);
+    this.carrier = new TaubeCarrier(account, db, api, chains, this.connection);
+    this.outbox = new Outbox(account, db, chains, this.messages, this.attachments, this.carrier, report, changed);
     this.contacts = new Contacts(account, db, this.attachments, this.outbox);
     this.conversations = new Conversations(account, db, vault, api, this.attachments, this.messages, this.outbox, this.contacts, changed);
     this.history = new History(db, api, this.attachments, this.conversations, this.messages);
     this.linking = new Linking(account, db, vault, api, this.carrier, this.history, begin);
-    this.verification = new Verification(account, api, this.carrier, this.contacts, this.outbox, report);
+    this.verification = new Verification(account, this.carrier, this.contacts, this.outbox, report);
     this.receiver = new Receiver({
       account,
       db,

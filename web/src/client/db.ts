@@ -31,8 +31,6 @@ export interface OutboxRow {
   payload: string;
   createdMs: number;
   expireMs: number | null;
-  /** the ciphertext, once encrypted: a retry sends the same bytes */
-  body: string | null;
   order: number;
   /** a file still to encrypt and upload (kept in `attachments` as
    * `pending:<id>`); the payload's attachment is a placeholder until then */

@@ -30,7 +30,7 @@ import {
 } from "../gen/proto";
 import type { Api } from "./api";
 import { isEntry } from "./attachments";
-import type { Carrier } from "./carrier";
+import type { TaubeCarrier } from "./carrier";
 import type { Db } from "./db";
 import { Keys } from "./keys";
 import { ClientError, parseAddress, type Account, type HistoryTransfer, type LinkRequests } from "./types";
@@ -53,7 +53,7 @@ export class Linking implements LinkRequests {
     private readonly db: Db,
     private readonly vault: Vault,
     private readonly api: Api,
-    private readonly carrier: Carrier,
+    private readonly carrier: TaubeCarrier,
     private readonly history: HistoryTransfer,
     /** start everything else with the keys the link brought */
     private readonly signedIn: (keys: Keys) => Promise<void>,

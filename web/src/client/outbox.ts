@@ -1,38 +1,56 @@
-// The outbox and sending. What the user sends is stored (outbox row and
-// the message row shown as pending) before anything leaves; the outbox
-// then goes through its rows in order, one at a time: it uploads a waiting
-// file, shares the Megolm key with the members' devices that lack it,
-// encrypts once (a retry sends the same bytes) and hands the envelope to
-// the carrier. A transient failure retries the whole outbox after a short
-// random pause; any other marks the message failed.
-import { b64encodePadded, randomId } from "../crypto/base64";
-import { shareRoomKey } from "../crypto/keyshare";
-import { OutboundGroup } from "../crypto/megolm";
-import { MESSAGE_TYPE, type ClaimResponse, type MessagePayload } from "../gen/proto";
-import { ServerError, type Api } from "./api";
-import { entriesOf, kindOf, type Attachments } from "./attachments";
-import type { Carrier } from "./carrier";
+// The outbox: what the user sent, kept until a carrier delivered it (the
+// SDK's taube.client.outbox). What the user sends is stored (outbox row and
+// the message row shown as pending) before anything leaves; the outbox then
+// goes through its rows in order, one at a time: it uploads a waiting file
+// and hands the plaintext item to the carrier that serves its conversation
+// (the taube server unless `route` sent it elsewhere), which encrypts and
+// delivers it (see carrier.ts). A transient failure retries the whole outbox
+// after a short random pause; any other marks the message failed.
+import { randomId } from "../crypto/base64";
+import { MESSAGE_TYPE, type MessagePayload } from "../gen/proto";
+import { ServerError } from "./api";
+import { kindOf, type Attachments } from "./attachments";
+import type { Carrier, Outgoing } from "./carrier";
 import type { Db, OutboxRow, PendingUpload } from "./db";
 import type { AttachmentEntry } from "./model";
+import type { ConversationState } from "./state";
 import { ClientError, Disconnected, type Account, type ChainSource, type Retry, type Sender, type SentRows } from "./types";
+
+/** does a carrier serve this conversation? */
+export type Serves = (conversation: string, state: ConversationState) => boolean;
 
 export class Outbox implements Sender, Retry {
   private running = false;
   private again = false;
+  private readonly routes: [Serves, Carrier][] = [];
 
   constructor(
     private readonly account: Account,
     private readonly db: Db,
-    private readonly api: Api,
     private readonly chains: ChainSource,
     private readonly rows: SentRows,
     private readonly attachments: Attachments,
+    /** the default carrier (its `ready` says when the outbox can be gone through) */
     private readonly carrier: Carrier,
     /** a message failed for good: tell the user */
     private readonly report: (error: unknown) => void,
     /** the rows changed: the screens redraw */
     private readonly changed: () => void,
   ) {}
+
+  /** Send the conversations `serves` picks through `carrier` (the first
+   * route that serves a conversation wins). */
+  route(serves: Serves, carrier: Carrier): void {
+    this.routes.push([serves, carrier]);
+  }
+
+  private async carrierFor(conversation: string): Promise<Carrier> {
+    if (this.routes.length) {
+      const { state } = await this.chains.chain(conversation);
+      for (const [serves, carrier] of this.routes) if (serves(conversation, state)) return carrier;
+    }
+    return this.carrier;
+  }
 
   /** The ids of the messages still queued. */
   async queued(): Promise<Set<string>> {
@@ -107,7 +125,6 @@ export class Outbox implements Sender, Retry {
       payload: JSON.stringify(payload),
       createdMs: now,
       expireMs: state.timerSeconds ? state.timerSeconds * 1000 : null,
-      body: null,
       order: row.order,
       upload: upload ?? null,
     };
@@ -138,8 +155,10 @@ export class Outbox implements Sender, Retry {
         if (!this.carrier.ready()) return;
         const rows = (await this.db.all("outbox")).sort((a, b) => a.order - b.order);
         for (const row of rows) {
+          let carrier = this.carrier;
           try {
-            await this.sendOne(row);
+            carrier = await this.carrierFor(row.conversation);
+            await this.sendOne(row, carrier);
           } catch (e) {
             if ((e instanceof ServerError && e.transient) || e instanceof Disconnected) {
               window.setTimeout(() => this.wake(), 500 + Math.random() * 1000);
@@ -151,6 +170,7 @@ export class Outbox implements Sender, Retry {
               del("outbox", row.id);
               del("attachments", pendingKey(row.id));
             });
+            await carrier.settle(row.id);
             await this.rows.setStatus(row.conversation, row.id, "failed");
           }
         }
@@ -160,20 +180,17 @@ export class Outbox implements Sender, Retry {
     }
   }
 
-  private async sendOne(queued: OutboxRow): Promise<void> {
-    const keys = this.account.need();
+  private async sendOne(queued: OutboxRow, carrier: Carrier): Promise<void> {
     const row = queued.upload ? await this.uploadPending(queued, queued.upload) : queued;
-    let body = row.body;
-    const payload = JSON.parse(row.payload) as MessagePayload;
-    if (body === null) {
-      const group = await this.shareKeys(row.conversation);
-      body = b64encodePadded(group.encryptPayload(payload, Date.now()));
-      await this.db.put("outbox", { ...row, body });
-      await keys.save();
-    }
-    const blobs = entriesOf(payload.content?.attachments).map((e) => e.blob).filter((b): b is string => !!b);
-    const seq = await this.carrier.deliver({ conversation: row.conversation, id: row.id, body, blobs, expireMs: row.expireMs });
+    const item: Outgoing = {
+      id: row.id,
+      conversation: row.conversation,
+      payload: JSON.parse(row.payload) as MessagePayload,
+      expireMs: row.expireMs,
+    };
+    const seq = await carrier.deliver(item);
     await this.db.delete("outbox", row.id);
+    await carrier.settle(row.id);
     const stored = this.rows.findRow(row.conversation, row.id);
     if (stored) {
       const next = { ...stored, seq, status: "sent" as const };
@@ -201,50 +218,6 @@ export class Outbox implements Sender, Retry {
     });
     this.changed();
     return next;
-  }
-
-  /** The conversation's Megolm session (a new one when members left, it is
-   * old, or the timer says so), its key shared with every member device
-   * that lacks it. */
-  private async shareKeys(conversation: string): Promise<OutboundGroup> {
-    const keys = this.account.need();
-    const { state } = await this.chains.chain(conversation);
-    const members = Object.keys(state.members).sort();
-    const devices = (await keys.devicesOf(members)).filter((d) => !(d.user === keys.user && d.device === keys.device));
-    const blocked = keys.blocked(members);
-    if (blocked.length) throw new ClientError(`verify ${blocked.join(", ")} again before sending`);
-    const now = Date.now();
-    let group = keys.outbound.get(conversation);
-    const timerMs = state.timerSeconds * 1000;
-    if (!group || group.needsRotation(now, group.hasDeparted(devices)) || (timerMs && now - group.createdMs >= timerMs)) {
-      group?.free();
-      group = OutboundGroup.create(conversation, now);
-      keys.outbound.set(conversation, group);
-    }
-    let { messages, withoutSession } = shareRoomKey(keys.olm, group, devices);
-    if (withoutSession.length) {
-      const claimed = await this.api.call<ClaimResponse>("POST", "/keys/claim", {
-        devices: withoutSession.map((d) => ({ user: d.user, device: d.device })),
-      });
-      for (const device of withoutSession) {
-        const key = claimed.keys.find((k) => k.user === device.user && k.device === device.device);
-        if (!key) continue;
-        try {
-          await keys.olm.createOutboundSession(device, key);
-        } catch (e) {
-          console.warn("no session with a device", e);
-        }
-      }
-      messages = messages.concat(shareRoomKey(keys.olm, group, withoutSession).messages);
-    }
-    if (messages.length) {
-      const shared = new Set(messages.map((m) => `${m.user}|${m.device}`));
-      await keys.save();
-      await this.carrier.sendToDevices(messages);
-      group.markShared(devices.filter((d) => shared.has(`${d.user}|${d.device}`)));
-    }
-    await keys.save();
-    return group;
   }
 }
 

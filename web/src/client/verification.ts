@@ -3,7 +3,7 @@
 // to-device messages, either side starting. A verified contact's key
 // change stops sending to them until they are verified again.
 import { signal } from "@preact/signals";
-import { b64decode, b64encodePadded } from "../crypto/base64";
+import { b64decode } from "../crypto/base64";
 import type { VerifiedDevice } from "../crypto/keys";
 import {
   EstablishedSas,
@@ -18,9 +18,7 @@ import {
   VerificationQr,
   verificationQr,
 } from "../crypto/verification";
-import type { ClaimResponse } from "../gen/proto";
-import type { Api } from "./api";
-import type { Carrier } from "./carrier";
+import type { TaubeCarrier } from "./carrier";
 import type { Verification as VerificationView } from "./model";
 import { ClientError, parseAddress, type Account, type Retry, type SasInbox, type Trust } from "./types";
 
@@ -49,8 +47,7 @@ export class Verification implements SasInbox {
 
   constructor(
     private readonly account: Account,
-    private readonly api: Api,
-    private readonly carrier: Carrier,
+    private readonly carrier: TaubeCarrier,
     private readonly trust: Trust,
     /** a user was verified: what waited for it may go out now */
     private readonly outbox: Retry,
@@ -101,14 +98,14 @@ export class Verification implements SasInbox {
     this.flows.set(transaction, flow);
     this.verification.value = { stage: "waiting", transaction, user: other };
     const commitment = await flow.sas.commitment();
-    for (const device of devices) await this.sendTo(device, SAS_START, { txn: transaction, commitment });
+    for (const device of devices) await this.carrier.sendToDevice(device, SAS_START, { txn: transaction, commitment });
   }
 
   async verifyAccept(transaction: string): Promise<void> {
     const flow = this.flow(transaction);
     if (!flow.peer) throw new ClientError("nothing to accept");
     this.verification.value = { stage: "waiting", transaction, user: flow.peer.user };
-    await this.sendTo(flow.peer, SAS_KEY, { txn: transaction, key: flow.sas.publicKey });
+    await this.carrier.sendToDevice(flow.peer, SAS_KEY, { txn: transaction, key: flow.sas.publicKey });
   }
 
   async verifyConfirm(transaction: string): Promise<void> {
@@ -117,7 +114,7 @@ export class Verification implements SasInbox {
     if (!flow.established || !flow.peer) throw new ClientError("nothing to confirm yet");
     flow.confirmed = true;
     const tag = flow.established.mac("identity", keys.identity.publicKey);
-    await this.sendTo(flow.peer, SAS_MAC, { txn: transaction, mac: tag });
+    await this.carrier.sendToDevice(flow.peer, SAS_MAC, { txn: transaction, mac: tag });
     await this.sasFinish(flow);
   }
 
@@ -128,7 +125,7 @@ export class Verification implements SasInbox {
     flow.done = true;
     this.freeFlow(flow);
     for (const device of flow.peer ? [flow.peer] : flow.peers) {
-      await this.sendTo(device, SAS_CANCEL, { txn: transaction, reason: "cancelled" }).catch(() => undefined);
+      await this.carrier.sendToDevice(device, SAS_CANCEL, { txn: transaction, reason: "cancelled" }).catch(() => undefined);
     }
   }
 
@@ -154,7 +151,7 @@ export class Verification implements SasInbox {
           flow.peer = sender; // the first device that answers
           flow.established = await flow.sas.establish(sender.user, sender.device, key);
           // not awaited: its acknowledgement comes through this very frame loop
-          void this.sendTo(sender, SAS_KEY, { txn: transaction, key: flow.sas.publicKey }).catch((e: unknown) => this.report(e));
+          void this.carrier.sendToDevice(sender, SAS_KEY, { txn: transaction, key: flow.sas.publicKey }).catch((e: unknown) => this.report(e));
         } else {
           await flow.sas.checkCommitment(key, flow.commitment);
           flow.established = await flow.sas.establish(sender.user, sender.device, key);
@@ -188,20 +185,6 @@ export class Verification implements SasInbox {
     flow.established?.free();
     flow.sas.free();
     flow.established = null;
-  }
-
-  /** One Olm-encrypted to-device message (making the session if needed). */
-  private async sendTo(device: VerifiedDevice, type: string, content: Record<string, unknown>): Promise<void> {
-    const keys = this.account.need();
-    if (!keys.olm.hasSession(device)) {
-      const claimed = await this.api.call<ClaimResponse>("POST", "/keys/claim", { devices: [{ user: device.user, device: device.device }] });
-      const key = claimed.keys[0];
-      if (!key) throw new ClientError(`device ${device.device} has no keys left`);
-      await keys.olm.createOutboundSession(device, key);
-    }
-    const body = keys.olm.encryptToDevice(device, type, content);
-    await keys.save();
-    await this.carrier.sendToDevices([{ user: device.user, device: device.device, body: b64encodePadded(body) }]);
   }
 
   /** Both confirmed and the peer's MAC is in: check it against the pinned key. */
