@@ -24,6 +24,7 @@ owning its state (``docs/design.md`` has the map):
     receiver       what arrives: decrypted, checked, stored, acknowledged
     messages       the local messages: history, search, expiry
     contacts       profiles: the user's own and their contacts'
+    portals        conversations that reach a chat on another network
     linking        linking a new device (history: its history transfer)
     verification   safety numbers and emoji verification
 """
@@ -49,6 +50,7 @@ from taube.client.keys import Keys
 from taube.client.linking import Linking
 from taube.client.messages import Messages
 from taube.client.outbox import Outbox, Serves
+from taube.client.portals import EMAIL, Portals
 from taube.client.profile import Profile
 from taube.client.receiver import Receiver
 from taube.client.session import Session
@@ -56,7 +58,14 @@ from taube.client.transport import AiohttpTransport, Api
 from taube.client.verification import Verification
 from taube.crypto import VerifiedDevice
 from taube.proto import frames, http
-from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId, parse_address
+from taube.proto.ids import (
+    ConversationId,
+    DeviceId,
+    MessageId,
+    UserId,
+    domain_of,
+    parse_address,
+)
 from taube.proto.state import ConversationState, Kind, Role
 
 
@@ -96,6 +105,7 @@ class Client:
         self._conversations.sender = self._outbox
         self._contacts = Contacts(self._session, self._conversations, self._messages, self._outbox)
         self._history = History(self._session, self._messages)
+        self._portals = Portals(self._conversations, self._messages, self._outbox)
         self._linking = Linking(self._session, self._carrier, self._history)
         self._verification = Verification(
             self._session, self._carrier, self._background, emit, self._outbox.wake
@@ -227,8 +237,14 @@ class Client:
         return await self._conversations.state(conversation)
 
     async def start_chat(self, address: str) -> ConversationId:
-        """The direct chat with ``address``: the existing one, or a new one."""
+        """The direct chat with ``address``: the existing one, or a new one.
+
+        An address on another domain is reached by e-mail: the chat is a
+        portal that the user's e-mail connector serves (taube servers do not
+        talk to each other yet, so every other domain is e-mail for now)."""
         other = parse_address(address)
+        if self.user and domain_of(other) != domain_of(self.user):
+            return await self.open_portal(ev.Portal(EMAIL, other, (other,), other))
         found = await self._conversations.find_direct(other)
         if found is not None:
             return found
@@ -277,6 +293,27 @@ class Client:
         """Disappearing messages: deleted everywhere ``seconds`` after sending (0: off)."""
         await self._conversations.set_timer(conversation, seconds)
 
+    # ---------------------------------------------------------------- portals
+
+    def portal(self, conversation: ConversationId) -> ev.Portal | None:
+        """What ``conversation`` reaches on another network, if it is a portal."""
+        return self._portals.get(conversation)
+
+    def portals(self) -> dict[ConversationId, ev.Portal]:
+        return self._portals.all()
+
+    def find_portal(self, network: str, chat: str) -> ConversationId | None:
+        """The conversation of a chat on another network, if there is one."""
+        return self._portals.find(network, chat)
+
+    async def open_portal(self, portal: ev.Portal) -> ConversationId:
+        """The conversation for a chat on another network (made if new)."""
+        return await self._portals.open(portal)
+
+    async def update_portal(self, conversation: ConversationId, portal: ev.Portal) -> None:
+        """A connector claims (or changes) a portal it serves."""
+        await self._portals.update(conversation, portal)
+
     # ================================================================ sending
 
     async def send_text(
@@ -302,9 +339,16 @@ class Client:
     ) -> MessageId:
         """Encrypt and upload ``path``, then send it (``kind``: image, video,
         audio, voice, pdf or file; guessed from the name if not given)."""
-        _, api, _ = self._session.need()
-        entry = await attachments.upload(api, path, kind=kind)
+        entry = await self.upload(path, kind=kind)
         return await self.send(conversation, ev.TEXT, {"body": caption, "attachments": [entry]})
+
+    async def upload(
+        self, path: Path, kind: str | None = None, name: str | None = None
+    ) -> dict[str, Any]:
+        """Encrypt and upload ``path``: the entry to put in a message's
+        ``attachments`` (it carries the key; see ``taube.client.attachments``)."""
+        _, api, _ = self._session.need()
+        return await attachments.upload(api, path, kind=kind, name=name)
 
     def attachment_path(self, message: ev.Message, index: int = 0) -> Path:
         """Where a received attachment was saved (decrypted) in the profile."""
@@ -329,10 +373,15 @@ class Client:
         return await self.send(conversation, ev.RECEIPT, {"read": ids})
 
     async def send(
-        self, conversation: ConversationId, type_: str, content: dict[str, Any]
+        self,
+        conversation: ConversationId,
+        type_: str,
+        content: dict[str, Any],
+        msg_id: MessageId | None = None,
     ) -> MessageId:
-        """Put a message in the outbox; it is sent as soon as possible."""
-        return await self._outbox.send(conversation, type_, content)
+        """Put a message in the outbox; it is sent as soon as possible
+        (``msg_id``: see ``Outbox.send``)."""
+        return await self._outbox.send(conversation, type_, content, msg_id)
 
     async def flush(self, timeout: float = 30.0) -> None:
         """Wait until the outbox is empty (everything sent and acknowledged);

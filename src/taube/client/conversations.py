@@ -152,7 +152,8 @@ class Conversations:
         self, kind: Kind, members: list[UserId], admins: frozenset[UserId] = frozenset()
     ) -> ConversationId:
         _, api, keys = self._session.need()
-        await keys.refresh(members)  # pin their identity keys now
+        if members:
+            await keys.refresh(members)  # pin their identity keys now
         conversation = new_conversation_id()
         events = new_chain(keys, conversation, kind, members, self._session.clock(), admins)
         await api.post(

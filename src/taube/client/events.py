@@ -16,8 +16,14 @@ RECEIPT = "receipt"
 PROFILE = "profile"
 STATE_KEY = "statekey"
 AVATAR = "avatar"
+#: a conversation's link to a chat on another network (see ``Portal``)
+PORTAL = "portal"
+#: a connector says how it sent one of the user's messages on (see ``Relayed``)
+RELAY = "relay"
 #: types that change another message (or a contact) instead of showing one
-ANNOTATIONS = frozenset({REACTION, EDIT, DELETE, RECEIPT, PROFILE, STATE_KEY, AVATAR})
+ANNOTATIONS = frozenset(
+    {REACTION, EDIT, DELETE, RECEIPT, PROFILE, STATE_KEY, AVATAR, PORTAL, RELAY}
+)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,6 +48,99 @@ class Message:
     status: str = "received"  #: pending, sent or received
     expires_ms: int | None = None
     content: dict[str, Any] = dataclasses.field(default_factory=dict, repr=False)
+    #: how a connector sent it on to another network (in a portal)
+    relayed: Relayed | None = None
+
+    @property
+    def remote(self) -> Remote | None:
+        """Who wrote it on another network, if a connector brought it in."""
+        return Remote.of(self.content.get("remote"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Remote:
+    """The author of a message a connector brought in from another network.
+
+    The message itself is sent by the connector, a device of the user's own,
+    so it is as trustworthy as the connector's check of the network's sender
+    (``encrypted``: the network's end-to-end encryption vouched for it)."""
+
+    network: str
+    sender: str  #: the address on that network
+    name: str = ""
+    encrypted: bool = False
+
+    @classmethod
+    def of(cls, value: object) -> Remote | None:
+        if not isinstance(value, dict) or not isinstance(value.get("sender"), str):
+            return None
+        return cls(
+            network=str(value.get("network", "")),
+            sender=value["sender"],
+            name=str(value.get("name", ""))[:100],
+            encrypted=value.get("encrypted") is True,
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Relayed:
+    """A connector sent the user's message on to another network: encrypted
+    end to end there, or not (show it), or not at all (``error``)."""
+
+    network: str
+    encrypted: bool
+    error: str = ""
+
+    @classmethod
+    def of(cls, value: dict[str, Any]) -> Relayed:
+        return cls(
+            network=str(value.get("network", "")),
+            encrypted=value.get("encrypted") is True,
+            error=str(value.get("error", ""))[:300],
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Portal:
+    """A conversation that reaches a chat on another network.
+
+    Any device of the user may open one (``Client.start_chat`` with an address
+    on no taube server opens an e-mail portal); the connector that serves it
+    answers with ``by`` set to its device, and relays both ways from then on."""
+
+    network: str  #: ``email``
+    chat: str  #: the network's id of the chat: the peer's address, or a group id
+    peers: tuple[str, ...] = ()  #: the other side's addresses
+    title: str = ""
+    by: DeviceId | None = None  #: the connector device serving it (None: none yet)
+
+    @classmethod
+    def of(cls, value: object) -> Portal | None:
+        if not isinstance(value, dict):
+            return None
+        network, chat = value.get("network"), value.get("chat")
+        if not isinstance(network, str) or not isinstance(chat, str) or not chat:
+            return None
+        peers = value.get("peers", [])
+        by = value.get("by")
+        return cls(
+            network=network,
+            chat=chat,
+            peers=tuple(str(p) for p in peers) if isinstance(peers, list) else (),
+            title=str(value.get("title", ""))[:200],
+            by=DeviceId(by) if isinstance(by, str) and by else None,
+        )
+
+    def content(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "network": self.network,
+            "chat": self.chat,
+            "peers": list(self.peers),
+            "title": self.title,
+        }
+        if self.by is not None:
+            out["by"] = self.by
+        return out
 
 
 @dataclasses.dataclass(frozen=True)

@@ -106,6 +106,23 @@ class Messages:
         profile, _, _ = self._session.need()
         profile.execute("UPDATE messages SET status = 'failed' WHERE id = ?", msg_id)
 
+    def latest(self, type_: str, conversation: str | None = None) -> dict[str, dict[str, Any]]:
+        """The newest message of ``type_`` per conversation (or in one), its
+        content with the sending device as ``_device``."""
+        profile, _, _ = self._session.need()
+        where = "type = ?" + (" AND conversation = ?" if conversation is not None else "")
+        args = [type_] if conversation is None else [type_, conversation]
+        found: dict[str, dict[str, Any]] = {}
+        for conv, device, content in profile.execute(
+            f"SELECT conversation, sender_device, content FROM messages WHERE {where}"
+            " ORDER BY seq IS NULL, seq, ts",
+            *args,
+        ):
+            value = msgspec.json.decode(bytes(content))
+            if isinstance(value, dict):
+                found[conv] = {**value, "_device": device}
+        return found
+
     def message(self, conversation: str, msg_id: str) -> ev.Message:
         found = list(self._rows("conversation = ? AND id = ?", conversation, msg_id))
         return found[0]
@@ -205,9 +222,12 @@ class Messages:
                 continue
             message = shown.get(target) if isinstance(target, str) else None
             if message is None or (
-                row.type in (ev.EDIT, ev.DELETE) and row.sender != message.sender
+                row.type in (ev.EDIT, ev.DELETE, ev.RELAY) and row.sender != message.sender
             ):
-                continue  # only the author edits or deletes
+                continue  # only the author edits or deletes (or relays: their connector)
+            if row.type == ev.RELAY:
+                shown[message.id] = dataclasses.replace(message, relayed=ev.Relayed.of(row.content))
+                continue
             if row.type == ev.EDIT:
                 shown[message.id] = dataclasses.replace(
                     message, text=str(row.content.get("body", "")), edited=True

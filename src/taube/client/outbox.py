@@ -75,18 +75,29 @@ class Outbox:
         self._wake.set()
 
     async def send(
-        self, conversation: ConversationId, type_: str, content: dict[str, Any]
+        self,
+        conversation: ConversationId,
+        type_: str,
+        content: dict[str, Any],
+        msg_id: MessageId | None = None,
     ) -> MessageId:
-        """Put a message in the outbox; it is sent as soon as possible."""
+        """Put a message in the outbox; it is sent as soon as possible.
+
+        ``msg_id``: the id to give it (a connector derives it from the other
+        network's id, so that handing the same message over again after a
+        crash changes nothing); one this device has already is not sent again.
+        """
         session = self._session
         profile, _, keys = session.need()
+        if msg_id is not None and self._messages.known(conversation, msg_id):
+            return msg_id
         _, state = await self._conversations.chain(conversation)
         if session.user not in state.members:
             raise NotAMember(f"not a member of {conversation}")
         blocked = keys.blocked(list(state.members))
         if blocked:
             raise SendingBlocked(blocked)
-        msg_id = new_message_id()
+        msg_id = msg_id or new_message_id()
         payload = MessagePayload(
             sender=session.user,
             sender_device=session.device,

@@ -1,0 +1,73 @@
+"""Portals: conversations that reach a chat on another network.
+
+A portal is a conversation of the user's whose other side lives elsewhere
+(an e-mail address or a Delta Chat group, later Matrix, XMPP, IRC). What
+links it to that chat is a ``portal`` message in the conversation: end to
+end encrypted like any other, so the server sees a conversation and never
+where it leads. Any device can open one; the connector serving the network
+(a device of the user's own, ``taube.connectors``) answers with a portal
+message naming itself, and relays both ways from then on.
+"""
+
+from __future__ import annotations
+
+from taube.client import events as ev
+from taube.client.conversations import Conversations, Sender
+from taube.client.messages import Messages
+from taube.proto.ids import ConversationId, DeviceId
+from taube.proto.state import Kind
+
+#: the network of chat over e-mail
+EMAIL = "email"
+
+
+class Portals:
+    def __init__(self, conversations: Conversations, messages: Messages, sender: Sender) -> None:
+        self._conversations = conversations
+        self._messages = messages
+        self._sender = sender
+
+    def get(self, conversation: ConversationId) -> ev.Portal | None:
+        found = self._messages.latest(ev.PORTAL, conversation).get(conversation)
+        return None if found is None else _portal(found)
+
+    def all(self) -> dict[ConversationId, ev.Portal]:
+        portals = {}
+        for conversation, content in self._messages.latest(ev.PORTAL).items():
+            portal = _portal(content)
+            if portal is not None:
+                portals[ConversationId(conversation)] = portal
+        return portals
+
+    def find(self, network: str, chat: str) -> ConversationId | None:
+        for conversation, portal in self.all().items():
+            if portal.network == network and portal.chat.lower() == chat.lower():
+                return conversation
+        return None
+
+    async def open(self, portal: ev.Portal) -> ConversationId:
+        """The conversation for ``portal``'s chat: the existing one, or a new
+        one (a group of the user's own devices, titled for the chat)."""
+        found = self.find(portal.network, portal.chat)
+        if found is not None:
+            return found
+        conversation = await self._conversations.create(Kind.GROUP, [])
+        if portal.title:
+            await self._conversations.rename(conversation, portal.title)
+        await self._sender.send(conversation, ev.PORTAL, portal.content())
+        return conversation
+
+    async def update(self, conversation: ConversationId, portal: ev.Portal) -> None:
+        """Say what the portal is now (a connector claims it, peers change)."""
+        await self._sender.send(conversation, ev.PORTAL, portal.content())
+
+
+def _portal(content: dict[str, object]) -> ev.Portal | None:
+    portal = ev.Portal.of(content)
+    if portal is None or portal.by is None:
+        return portal
+    # only the device that sent the portal message can say it serves it
+    device = content.get("_device")
+    if portal.by != device:
+        return ev.Portal(portal.network, portal.chat, portal.peers, portal.title, None)
+    return ev.Portal(portal.network, portal.chat, portal.peers, portal.title, DeviceId(portal.by))
