@@ -1,0 +1,469 @@
+"""The e-mail connector: chat over IMAP and SMTP, as a device of the user.
+
+``EmailConnector`` runs beside an SDK ``Client`` (one of the user's own
+devices) and does two things:
+
+- **in**: it watches the mailbox (IMAP IDLE), reads each new mail (decrypting
+  it if it is encrypted), and brings every chat mail, and every mail from a
+  known contact, into the matching portal conversation as an end-to-end
+  encrypted taube message; only once the taube server holds those messages
+  durably are the mails moved to the ``DeltaChat`` folder and marked
+  handled. Mails that are not chats stay where they are, untouched. The
+  taube message id is derived from the ``Message-ID``, so a mail brought in
+  twice (after a crash) is still one message.
+- **out**: it sends the user's messages in the portals it serves as chat
+  mails (Autocrypt-encrypted whenever every recipient's key is known), and
+  says how in a ``relay`` annotation, so every device shows "encrypted" or
+  "not encrypted" under the message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+import mimetypes
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from taube.client import Client, Received
+from taube.client import events as ev
+from taube.client.portals import EMAIL
+from taube.connectors.email import chatmail, smtp
+from taube.connectors.email.account import SECRET_NAME, MailAccount
+from taube.connectors.email.autocrypt import (
+    AutocryptHeader,
+    PreferEncrypt,
+    effective_date,
+    parse_gossip,
+    recommend,
+    update_peer,
+    update_peer_gossip,
+)
+from taube.connectors.email.imap import ImapError, Mailbox
+from taube.connectors.email.openpgp import MailKey
+from taube.connectors.email.peers import Peers
+from taube.connectors.retry import Backoff
+from taube.connectors.state import ConnectorState
+from taube.proto.ids import ConversationId, MessageId
+
+log = logging.getLogger(__name__)
+
+NETWORK = EMAIL
+#: where handled mails go (Delta Chat's convention), so other mail clients stay tidy
+HANDLED_FOLDER = "DeltaChat"
+#: mails brought in before the taube server is asked to hold them durably
+BATCH = 50
+#: the profile secret holding the connector's OpenPGP key
+KEY_SECRET = "connector:email:key"  # noqa: S105 - the name, not a secret
+#: messages older than this before the connector first ran are not sent out
+RELAY_GRACE_MS = 24 * 3600 * 1000
+#: how often the portals are looked through even when nothing woke the relay
+RELAY_INTERVAL = 5.0
+
+
+def now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+@dataclasses.dataclass(frozen=True)
+class BroughtIn:
+    """A mail that is (or is on its way to be) a taube message."""
+
+    remote_id: str
+    conversation: ConversationId
+    message_id: MessageId
+
+
+@dataclasses.dataclass(frozen=True)
+class Progress:
+    fetched: int = 0
+    brought_in: int = 0
+    skipped: int = 0
+    aside: int = 0
+    relayed: int = 0
+
+
+class EmailConnector:
+    def __init__(
+        self,
+        client: Client,
+        account: MailAccount,
+        state: ConnectorState,
+        *,
+        clock: Callable[[], int] = now_ms,
+        on_progress: Callable[[Progress], None] | None = None,
+    ) -> None:
+        self.client = client
+        self.account = account
+        self.state = state
+        self.peers = Peers(state)
+        self.clock = clock
+        self._on_progress = on_progress
+        self.progress = Progress()
+        self.key = _load_key(client, account.address)
+        self._relay_wake = asyncio.Event()
+        if state.get("email:since") is None:
+            state.put("email:since", str(clock()))
+
+    @classmethod
+    def open(cls, client: Client, **kwargs: Any) -> EmailConnector:
+        """The connector of ``client``'s device, with the account ``taube
+        mail connect`` keeps in its profile."""
+        profile = client.profile
+        assert profile is not None
+        raw = profile.get_secret(SECRET_NAME)
+        if raw is None:
+            raise LookupError("no mail account: run `taube mail connect` first")
+        state = ConnectorState(client.profile_dir / "connectors" / "email.db")
+        return cls(client, MailAccount.from_bytes(raw), state, **kwargs)
+
+    def _count(self, **more: int) -> None:
+        self.progress = dataclasses.replace(
+            self.progress,
+            **{k: getattr(self.progress, k) + v for k, v in more.items()},
+        )
+        if self._on_progress is not None:
+            self._on_progress(self.progress)
+
+    @property
+    def autocrypt_header(self) -> str:
+        return AutocryptHeader(
+            self.account.address, self.key.public_key, PreferEncrypt.MUTUAL
+        ).to_value()
+
+    async def run(self) -> None:
+        """Relay both ways until cancelled (the client must be connected)."""
+        async with asyncio.TaskGroup() as tasks:
+            tasks.create_task(self._receive_loop())
+            tasks.create_task(self._relay_loop())
+            tasks.create_task(self._watch())
+
+    # ================================================================ in
+
+    async def _receive_loop(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                async with Mailbox(self.account) as box:
+                    await box.ensure_folder(HANDLED_FOLDER)
+                    backoff.reset()
+                    while True:
+                        await self.fetch_new(box)
+                        await box.idle()
+            except (OSError, TimeoutError, ImapError) as exc:
+                delay = backoff.next()
+                log.warning("mailbox: %s; again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+
+    async def fetch_new(self, box: Mailbox) -> None:
+        """Bring in every mail that arrived since the last look, until none
+        is left: a mail announced while a command ran (aioimaplib drops such
+        announcements) would otherwise wait for the next one."""
+        while await self._fetch_once(box):
+            pass
+
+    async def _fetch_once(self, box: Mailbox) -> bool:
+        folder = box.folder
+        if self.state.get(f"imap:{folder}:uidvalidity") != str(box.uidvalidity):
+            # the folder was rebuilt: look at everything again (``handled`` dedupes)
+            self.state.put(f"imap:{folder}:uidvalidity", str(box.uidvalidity))
+            self.state.put(f"imap:{folder}:last", "0")
+        last = int(self.state.get(f"imap:{folder}:last") or 0)
+        sizes = await box.sizes_after(last)
+        uids = list(sizes)
+        for start in range(0, len(uids), BATCH):
+            chunk = uids[start : start + BATCH]
+            done: list[tuple[int, BroughtIn]] = []
+            for uid in chunk:
+                brought = await self._bring_in_uid(box, uid, sizes[uid])
+                if brought is not None:
+                    done.append((uid, brought))
+            if done:
+                # marked handled only once the taube server holds the messages
+                await self.client.flush(timeout=120)
+                self.state.mark_handled(
+                    NETWORK,
+                    [(b.remote_id, b.conversation, b.message_id) for _, b in done],
+                    self.clock(),
+                )
+                await box.move([uid for uid, _ in done], HANDLED_FOLDER)
+            self.state.put(f"imap:{folder}:last", str(chunk[-1]))
+        return bool(uids)
+
+    async def _bring_in_uid(self, box: Mailbox, uid: int, size: int) -> BroughtIn | None:
+        remote = f"uid:{box.uidvalidity}:{uid}"
+        if size > chatmail.MAX_MAIL_BYTES:
+            self._aside(
+                remote, f"{size // (1024 * 1024)} MB is more than 25 MB: left in the mailbox"
+            )
+            return None
+        raw = await box.fetch(uid)
+        self._count(fetched=1)
+        if raw is None:
+            return None
+        try:
+            brought = await self.bring_in(raw)
+        except chatmail.MailError as exc:
+            self._aside(remote, str(exc))
+            return None
+        if brought is None:
+            self._count(skipped=1)
+        return brought
+
+    def _aside(self, remote_id: str, reason: str) -> None:
+        log.warning("mail %s kept aside: %s", remote_id, reason)
+        self.state.put_aside(NETWORK, remote_id, reason, self.clock())
+        self._count(aside=1)
+
+    async def bring_in(self, raw: bytes) -> BroughtIn | None:
+        """Make ``raw`` a taube message (``None``: not for a chat, left alone).
+        Raises ``MailError`` for a mail to keep aside."""
+        mail = chatmail.parse(raw, self.key, self.peers.keys_of)
+        own = self.account.address.lower()
+        known = self.state.message_id_of(NETWORK, mail.message_id)
+        if known is not None:  # brought in before (or our own, sent from here)
+            found = self._conversation_of(mail)
+            return BroughtIn(mail.message_id, found or ConversationId(""), known)
+        if mail.from_addr == own:
+            return None  # sent by another client of this account
+        self._learn_keys(mail)
+        conversation = await self._portal_for(mail)
+        if conversation is None:
+            return None
+        msg_id = self.state.message_id_for(NETWORK, mail.message_id)
+        remote = {
+            "network": NETWORK,
+            "sender": mail.from_addr,
+            "name": mail.from_name,
+            "encrypted": mail.encrypted and mail.signer is not None,
+        }
+        if mail.read_receipt_for:
+            read = [
+                m
+                for m in (self.state.message_id_of(NETWORK, r) for r in mail.read_receipt_for)
+                if m is not None
+            ]
+            if not read:
+                return None
+            content: dict[str, Any] = {"read": read, "remote": remote}
+            await self.client.send(conversation, ev.RECEIPT, content, msg_id=msg_id)
+        else:
+            content = {"body": mail.text, "remote": remote}
+            if mail.in_reply_to:
+                target = self.state.message_id_of(NETWORK, mail.in_reply_to)
+                if target is not None:
+                    content["reply_to"] = target
+            if mail.attachments:
+                content["attachments"] = await self._upload(mail.attachments)
+            await self.client.send(conversation, ev.TEXT, content, msg_id=msg_id)
+        self._count(brought_in=1)
+        return BroughtIn(mail.message_id, conversation, msg_id)
+
+    def _learn_keys(self, mail: chatmail.ChatMail) -> None:
+        """Autocrypt: the sender's key from its header, members' from gossip."""
+        if mail.auto_submitted:
+            return
+        date = effective_date(mail.date_ms, self.clock())
+        peer = update_peer(self.peers.get(mail.from_addr), mail.from_addr, date, mail.autocrypt)
+        self.peers.put(peer)
+        if mail.encrypted and mail.signer is not None and mail.gossip:
+            for addr, key in parse_gossip(mail.gossip, mail.recipients).items():
+                if addr != self.account.address.lower():
+                    self.peers.put(update_peer_gossip(self.peers.get(addr), addr, date, key))
+
+    def _chat_of(self, mail: chatmail.ChatMail) -> str:
+        return f"group:{mail.group_id}" if mail.group_id else mail.from_addr
+
+    def _conversation_of(self, mail: chatmail.ChatMail) -> ConversationId | None:
+        return self.client._portals.find(NETWORK, self._chat_of(mail))
+
+    async def _portal_for(self, mail: chatmail.ChatMail) -> ConversationId | None:
+        """The portal conversation for ``mail``'s chat: found, or opened for a
+        chat mail or a mail from a known contact (``None``: neither)."""
+        chat = self._chat_of(mail)
+        portals = self.client.portals()
+        own = self.account.address.lower()
+        for conversation, portal in portals.items():
+            if portal.network == NETWORK and portal.chat.lower() == chat.lower():
+                peers = set(portal.peers)
+                if mail.member_added and mail.member_added != own:
+                    peers.add(mail.member_added)
+                if mail.member_removed:
+                    peers.discard(mail.member_removed)
+                peers.add(mail.from_addr)
+                if peers != set(portal.peers) or portal.by != self.client.device:
+                    await self.client.update_portal(
+                        conversation,
+                        dataclasses.replace(
+                            portal, peers=tuple(sorted(peers)), by=self.client.device
+                        ),
+                    )
+                return conversation
+        known = any(mail.from_addr in p.peers for p in portals.values() if p.network == NETWORK)
+        if not mail.is_chat and not known:
+            return None
+        if mail.group_id:
+            members = tuple(sorted({mail.from_addr, *mail.recipients} - {own}))
+            title = mail.group_name or mail.subject or mail.group_id
+        else:
+            members, title = (mail.from_addr,), mail.from_name or mail.from_addr
+        return await self.client.open_portal(
+            ev.Portal(NETWORK, chat, members, title, self.client.device)
+        )
+
+    async def _upload(self, attachments: list[chatmail.MailAttachment]) -> list[dict[str, Any]]:
+        entries = []
+        with tempfile.TemporaryDirectory() as directory:
+            for attachment in attachments:
+                path = Path(directory) / attachment.filename
+                await asyncio.to_thread(path.write_bytes, attachment.data)
+                entries.append(await self.client.upload(path))
+        return entries
+
+    # ================================================================ out
+
+    async def _watch(self) -> None:
+        """Wake the relay whenever something arrives in a conversation."""
+        async for event in self.client.events():
+            if isinstance(event, Received):
+                self._relay_wake.set()
+
+    def wake(self) -> None:
+        self._relay_wake.set()
+
+    async def _relay_loop(self) -> None:
+        backoff = Backoff()
+        while True:
+            try:
+                async with asyncio.timeout(RELAY_INTERVAL):
+                    await self._relay_wake.wait()
+            except TimeoutError:
+                pass
+            self._relay_wake.clear()
+            try:
+                await self.relay_pending()
+                backoff.reset()
+            except (OSError, TimeoutError, smtp.SmtpError) as exc:
+                delay = backoff.next()
+                log.warning("sending mail: %s; again in %.1f s", exc, delay)
+                await asyncio.sleep(delay)
+                self._relay_wake.set()
+
+    async def relay_pending(self) -> int:
+        """Send out the user's messages in the portals this connector serves."""
+        client = self.client
+        since = int(self.state.get("email:since") or 0) - RELAY_GRACE_MS
+        sent = 0
+        for conversation, portal in client.portals().items():
+            if portal.network != NETWORK:
+                continue
+            if portal.by is None:  # opened by one of the user's devices: serve it
+                await client.update_portal(
+                    conversation, dataclasses.replace(portal, by=client.device)
+                )
+            elif portal.by != client.device:
+                continue  # another connector device serves it
+            for message in client.history(conversation, limit=1000):
+                if (
+                    message.sender != client.user
+                    or message.remote is not None
+                    or message.type != ev.TEXT
+                    or message.deleted
+                    or message.status not in ("sent", "received")
+                    or message.ts < since
+                    or self.state.relayed(message.id)
+                ):
+                    continue
+                await self._send_out(conversation, portal, message)
+                sent += 1
+        return sent
+
+    async def _send_out(
+        self, conversation: ConversationId, portal: ev.Portal, message: ev.Message
+    ) -> None:
+        own = self.account.address
+        peers = [p for p in portal.peers if p.lower() != own.lower()]
+        advice = recommend({p: self.peers.get(p) for p in peers})
+        group = portal.chat.removeprefix("group:") if portal.chat.startswith("group:") else None
+        gossip = (
+            [AutocryptHeader(addr, key).to_value() for addr, key in advice.target_keys.items()]
+            if group and advice.can_encrypt
+            else []
+        )
+        reply = None
+        if message.reply_to:
+            reply = self.state.remote_id_of(NETWORK, message.reply_to)
+        name = self.account.display_name or (self._own_name() or "")
+        mail = chatmail.OutgoingMail(
+            message_id=f"{message.id}@{own.partition('@')[2]}",
+            from_addr=own,
+            from_name=name,
+            recipients=peers,
+            date=datetime.fromtimestamp(message.ts / 1000, UTC),
+            text=message.text,
+            attachments=await self._attachments_of(message),
+            group_id=group,
+            group_name=portal.title if group else None,
+            in_reply_to=reply,
+            disposition_to=own,
+            autocrypt=self.autocrypt_header,
+            gossip=gossip,
+        )
+        built = chatmail.build(mail)
+        if advice.can_encrypt:
+            built = chatmail.encrypt(
+                built, advice.target_keys.values(), self.key, datetime.now(UTC)
+            )
+        relay: dict[str, Any] = {
+            "target": message.id,
+            "network": NETWORK,
+            "encrypted": advice.can_encrypt,
+        }
+        try:
+            await smtp.send(self.account, built, peers)
+        except smtp.SmtpError as exc:
+            if not exc.permanent:
+                raise
+            relay["error"] = str(exc)
+        self.state.mark_relayed(
+            NETWORK,
+            message.id,
+            mail.message_id,
+            encrypted=advice.can_encrypt,
+            at_ms=self.clock(),
+        )
+        await self.client.send(conversation, ev.RELAY, relay)
+        self._count(relayed=1)
+
+    def _own_name(self) -> str | None:
+        own = self.client.contact(self.client.user)
+        return None if own is None else own.name
+
+    async def _attachments_of(self, message: ev.Message) -> list[chatmail.MailAttachment]:
+        found = []
+        for index, entry in enumerate(message.content.get("attachments", [])):
+            path = self.client.attachment_path(message, index)
+            if not path.exists():
+                continue
+            name = str(entry.get("name", path.name))
+            mime = str(entry.get("mime") or mimetypes.guess_type(name)[0] or "")
+            data = await asyncio.to_thread(path.read_bytes)
+            found.append(chatmail.MailAttachment(name, mime or "application/octet-stream", data))
+        return found
+
+
+def _load_key(client: Client, address: str) -> MailKey:
+    """The connector's OpenPGP key (made once, kept sealed in the profile)."""
+    profile = client.profile
+    assert profile is not None
+    raw = profile.get_secret(KEY_SECRET)
+    if raw is not None:
+        return MailKey.from_bytes(raw)
+    key = MailKey.generate(address)
+    profile.put_secret(KEY_SECRET, key.to_bytes())
+    return key

@@ -1,0 +1,104 @@
+"""Connector fixtures: a private mail server, a real Delta Chat core, and a
+taube user whose second device runs the e-mail connector."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from taube.client import Client
+from taube.connectors.email.account import MailAccount, Security
+from taube.connectors.email.connector import EmailConnector
+from taube.connectors.state import ConnectorState
+from taube.testing import ServerProcess
+from taube.testing.deltachat import DeltaChatCore
+from taube.testing.mailserver import MailAccount as Mailbox
+from taube.testing.mailserver import MailServer
+from tests.conftest import missing_service
+
+PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> Iterator[MailServer]:
+    reason = MailServer.missing()
+    if reason:
+        missing_service(reason)
+    with MailServer(tmp_path / "mail") as server:
+        yield server
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[DeltaChatCore]:
+    reason = DeltaChatCore.missing()
+    if reason:
+        missing_service(reason)
+    async with DeltaChatCore(tmp_path / "deltachat") as running:
+        yield running
+
+
+def account_of(box: Mailbox) -> MailAccount:
+    """The connector's settings for a mailbox of the test mail server."""
+    return MailAccount(
+        address=box.addr,
+        password=box.password,
+        imap_host=box.imap_host,
+        imap_port=box.imap_port,
+        imap_security=Security.PLAIN,
+        smtp_host=box.smtp_host,
+        smtp_port=box.smtp_port,
+        smtp_security=Security.PLAIN,
+    )
+
+
+@dataclasses.dataclass
+class MailUser:
+    """A taube user with a phone (where they chat) and a second device that
+    runs the e-mail connector for their mailbox of the same address."""
+
+    phone: Client
+    device: Client
+    mailbox: Mailbox
+    connector: EmailConnector
+    task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self.task = asyncio.create_task(self.connector.run())
+
+    async def stop(self) -> None:
+        if self.task is not None:
+            self.task.cancel()
+            with contextlib.suppress(BaseException):
+                await self.task
+            self.task = None
+
+
+@pytest.fixture
+async def mail_user(
+    tmp_path: Path, server: ServerProcess, mail: MailServer
+) -> AsyncIterator[MailUser]:
+    """alice@example.org on taube and on the mail server, her connector running."""
+    mailbox = mail.add_user("alice@example.org")
+    phone = Client(tmp_path / "alice-phone")
+    device = Client(tmp_path / "alice-connector")
+    await phone.__aenter__()
+    await device.__aenter__()
+    try:
+        code = await phone.register(server.url, mailbox.addr, PASSWORD)
+        await device.login(server.url, mailbox.addr, PASSWORD, code)
+        await phone.sync()
+        await device.sync()
+        state = ConnectorState(device.profile_dir / "connectors" / "email.db")
+        user = MailUser(phone, device, mailbox, EmailConnector(device, account_of(mailbox), state))
+        await user.start()
+        yield user
+        await user.stop()
+        state.close()
+    finally:
+        await device.__aexit__(None, None, None)
+        await phone.__aexit__(None, None, None)
