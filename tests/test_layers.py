@@ -32,7 +32,8 @@ ALLOWED: dict[str, set[str]] = {
     "proto": set(),
     "crypto": {"proto"},
     "client": {"proto", "crypto"},
-    "cli": {"proto", "crypto", "client"},
+    #: ``taube mail`` runs the e-mail connector (imported only by those commands)
+    "cli": {"proto", "crypto", "client", "connectors"},
     "tui": {"proto", "crypto", "client"},
     "connectors": {"proto", "crypto", "client"},
     "store": {"proto"},

@@ -10,7 +10,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import dataclasses
-import getpass
 import html
 import json
 import os
@@ -19,6 +18,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+from taube.cli.io import out as _out
+from taube.cli.io import secret as _secret
 from taube.client import Client, ClientError, Message, Received
 from taube.client import events as ev
 from taube.proto.ids import ConversationId
@@ -29,22 +30,6 @@ Handler = Callable[[Client, argparse.Namespace], Awaitable[int]]
 def default_profile() -> Path:
     base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
     return Path(base) / "taube-client"
-
-
-def _secret(variable: str, prompt: str) -> str:
-    value = os.environ.get(variable)
-    if value:
-        return value
-    if not sys.stdin.isatty():
-        raise ClientError(f"set {variable} (no terminal to ask on)")
-    return getpass.getpass(prompt)
-
-
-def _out(args: argparse.Namespace, data: Any, text: str) -> None:
-    if args.json:
-        print(json.dumps(data, ensure_ascii=False), flush=True)
-    else:
-        print(text, flush=True)
 
 
 def _message_json(message: Message, client: Client | None = None) -> dict[str, Any]:
@@ -62,6 +47,8 @@ def _message_json(message: Message, client: Client | None = None) -> dict[str, A
         for i, a in enumerate(message.content.get("attachments", []))
     ]
     data.pop("content")
+    remote = message.remote
+    data["remote"] = None if remote is None else dataclasses.asdict(remote)
     return data
 
 
@@ -78,8 +65,17 @@ def _message_line(message: Message) -> str:
         f" [{a.get('kind', 'file')}: {a.get('name')}]"
         for a in message.content.get("attachments", [])
     )
+    remote = message.remote
+    sender = f"{remote.name or remote.sender} <{remote.sender}>" if remote else message.sender
+    if message.relayed is not None:
+        marks.append(
+            f"(by {message.relayed.network}: failed, {message.relayed.error})"
+            if message.relayed.error
+            else f"(by {message.relayed.network}, "
+            f"{'encrypted' if message.relayed.encrypted else 'NOT encrypted'})"
+        )
     return (
-        f"{message.conversation} {message.sender}: {reply}{message.text}{files}"
+        f"{message.conversation} {sender}: {reply}{message.text}{files}"
         f"{' ' + ' '.join(marks) if marks else ''}"
     )
 
@@ -194,7 +190,7 @@ async def receive(client: Client, args: argparse.Namespace) -> int:
 
 
 #: annotations nobody needs to see arrive (they change what is shown instead)
-_SILENT = frozenset({ev.RECEIPT, ev.PROFILE, ev.STATE_KEY, ev.AVATAR})
+_SILENT = frozenset({ev.RECEIPT, ev.PROFILE, ev.STATE_KEY, ev.AVATAR, ev.PORTAL, ev.RELAY})
 
 
 def _print_event(args: argparse.Namespace, event: ev.Event, client: Client) -> None:
@@ -498,6 +494,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p = sub.add_parser("chat", help="an interactive line-mode chat")
     p.add_argument("address")
     p.set_defaults(handler=chat)
+
+    from taube.cli.mail import add_mail_commands
+
+    add_mail_commands(sub)
 
 
 async def run(args: argparse.Namespace) -> int:

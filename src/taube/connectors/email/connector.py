@@ -105,7 +105,7 @@ class EmailConnector:
         self.clock = clock
         self._on_progress = on_progress
         self.progress = Progress()
-        self.key = _load_key(client, account.address)
+        self.key = load_key(client, account.address)
         self._relay_wake = asyncio.Event()
         if state.get("email:since") is None:
             state.put("email:since", str(clock()))
@@ -457,7 +457,14 @@ class EmailConnector:
         return found
 
 
-def _load_key(client: Client, address: str) -> MailKey:
+async def verify_account(account: MailAccount) -> None:
+    """Log in to IMAP and SMTP once (raises what they raise)."""
+    async with Mailbox(account):
+        pass
+    await smtp.check(account)
+
+
+def load_key(client: Client, address: str) -> MailKey:
     """The connector's OpenPGP key (made once, kept sealed in the profile)."""
     profile = client.profile
     assert profile is not None

@@ -40,3 +40,19 @@ async def send(account: MailAccount, message: EmailMessage, recipients: list[str
         raise SmtpError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600) from exc
     except aiosmtplib.SMTPException as exc:
         raise SmtpError(str(exc), permanent=False) from exc
+
+
+async def check(account: MailAccount) -> None:
+    """Connect and log in (raises ``SmtpError``)."""
+    client = aiosmtplib.SMTP(
+        hostname=account.smtp_host,
+        port=account.smtp_port,
+        use_tls=account.smtp_security is Security.SSL,
+        start_tls=account.smtp_security is Security.STARTTLS,
+        timeout=TIMEOUT,
+    )
+    try:
+        async with client:
+            await client.login(account.login, account.password)
+    except aiosmtplib.SMTPException as exc:
+        raise SmtpError(str(exc), permanent=True) from exc

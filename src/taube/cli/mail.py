@@ -1,0 +1,168 @@
+"""``taube mail``: run the e-mail connector on this device.
+
+    taube mail connect alice@example.org --imap-host imap.example.org --smtp-host smtp.example.org
+    taube mail run              # relay until stopped (Ctrl-C or SIGTERM)
+    taube mail status
+
+The connector needs the ``email`` extra (``pip install 'taube[email]'``);
+it is imported only by these commands. The account's password comes from
+``TAUBE_MAIL_PASSWORD`` or a prompt and is kept sealed in the profile.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import signal
+import sys
+from typing import TYPE_CHECKING, Any
+
+from taube.cli.io import out as _out
+from taube.cli.io import secret as _secret
+from taube.client import Client, ClientError
+
+if TYPE_CHECKING:
+    from taube.connectors.email.connector import Progress
+
+Handler = Any
+
+
+def _connector_modules() -> Any:
+    try:
+        from taube.connectors.email import account, connector
+    except ImportError as exc:
+        raise ClientError(
+            f"the e-mail connector needs: pip install 'taube[email]' ({exc})"
+        ) from exc
+    return account, connector
+
+
+async def mail_connect(client: Client, args: argparse.Namespace) -> int:
+    account_module, connector_module = _connector_modules()
+    profile = client.profile
+    if profile is None or not client.logged_in:
+        raise ClientError("log in or register first (taube account ...)")
+    security = account_module.Security
+    account = account_module.MailAccount(
+        address=args.address.lower(),
+        password=_secret("TAUBE_MAIL_PASSWORD", f"password of {args.address}: "),
+        imap_host=args.imap_host,
+        imap_port=args.imap_port or _default_port(args.imap_security, imap=True),
+        imap_security=security(args.imap_security),
+        smtp_host=args.smtp_host,
+        smtp_port=args.smtp_port or _default_port(args.smtp_security, imap=False),
+        smtp_security=security(args.smtp_security),
+        user=args.user or "",
+        display_name=args.name or "",
+    )
+    try:
+        await connector_module.verify_account(account)
+    except Exception as exc:
+        raise ClientError(f"cannot use {account.address}: {exc}") from exc
+    profile.put_secret(account_module.SECRET_NAME, account.to_bytes())
+    key = connector_module.load_key(client, account.address)
+    _out(
+        args,
+        {"address": account.address, "fingerprint": key.fingerprint},
+        f"connected {account.address}; its OpenPGP key is {key.fingerprint}\n"
+        "run `taube mail run` on this device to relay mail (keep it running)",
+    )
+    return 0
+
+
+def _default_port(security: str, *, imap: bool) -> int:
+    if imap:
+        return {"ssl": 993, "starttls": 143, "plain": 143}[security]
+    return {"ssl": 465, "starttls": 587, "plain": 587}[security]
+
+
+async def mail_run(client: Client, args: argparse.Namespace) -> int:
+    _, connector_module = _connector_modules()
+
+    def progress(now: Progress) -> None:
+        print(
+            f"mail: {now.fetched} fetched, {now.brought_in} in, {now.relayed} out,"
+            f" {now.skipped} left alone, {now.aside} kept aside",
+            file=sys.stderr,
+            flush=True,
+        )
+
+    try:
+        connector = connector_module.EmailConnector.open(
+            client, on_progress=progress if args.progress else None
+        )
+    except LookupError as exc:
+        raise ClientError(str(exc)) from exc
+    await client.sync(timeout=60)
+    print(f"mail: relaying {connector.account.address}", file=sys.stderr, flush=True)
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    running = asyncio.create_task(connector.run())
+    stopping = asyncio.create_task(stop.wait())
+    try:
+        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        running.cancel()
+        stopping.cancel()
+        await asyncio.gather(running, stopping, return_exceptions=True)
+        connector.state.close()
+    if running.done() and not running.cancelled() and running.exception() is not None:
+        raise ClientError(f"the connector stopped: {running.exception()}")
+    return 0
+
+
+async def mail_status(client: Client, args: argparse.Namespace) -> int:
+    _, connector_module = _connector_modules()
+    try:
+        connector = connector_module.EmailConnector.open(client)
+    except LookupError as exc:
+        raise ClientError(str(exc)) from exc
+    try:
+        portals = [
+            {"conversation": c, "chat": p.chat, "peers": list(p.peers), "served": p.by is not None}
+            for c, p in client.portals().items()
+            if p.network == "email"
+        ]
+        aside = connector.state.aside("email")
+        _out(
+            args,
+            {
+                "address": connector.account.address,
+                "fingerprint": connector.key.fingerprint,
+                "portals": portals,
+                "aside": [{"mail": m, "reason": r} for m, r in aside],
+            },
+            f"{connector.account!r}\nOpenPGP key {connector.key.fingerprint}\n"
+            f"{len(portals)} chats by e-mail"
+            + "".join(f"\n  {p['chat']} ({p['conversation']})" for p in portals)
+            + (f"\n{len(aside)} mails kept aside:" if aside else "")
+            + "".join(f"\n  {m}: {r}" for m, r in aside),
+        )
+    finally:
+        connector.state.close()
+    return 0
+
+
+def add_mail_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mail = sub.add_parser("mail", help="chat over e-mail (the e-mail connector)").add_subparsers(
+        dest="action", required=True
+    )
+    p = mail.add_parser("connect", help="set up the mail account this device relays")
+    p.add_argument("address")
+    p.add_argument("--imap-host", required=True)
+    p.add_argument("--imap-port", type=int)
+    p.add_argument("--imap-security", choices=("ssl", "starttls", "plain"), default="ssl")
+    p.add_argument("--smtp-host", required=True)
+    p.add_argument("--smtp-port", type=int)
+    p.add_argument("--smtp-security", choices=("ssl", "starttls", "plain"), default="ssl")
+    p.add_argument("--user", help="the login name, if not the address")
+    p.add_argument("--name", help="the name shown to mail contacts")
+    p.set_defaults(handler=mail_connect)
+    p = mail.add_parser("run", help="relay between taube and the mailbox until stopped")
+    p.add_argument("--progress", action="store_true", help="print counts as mail moves")
+    p.set_defaults(handler=mail_run)
+    mail.add_parser("status", help="the account, its key, chats and mails kept aside").set_defaults(
+        handler=mail_status
+    )
