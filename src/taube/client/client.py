@@ -250,9 +250,21 @@ class Client:
             return found
         return await self._create(Kind.DIRECT, [other])
 
+    def _by_mail(self, user: UserId) -> bool:
+        """Reached by e-mail: an address on another domain (see ``start_chat``)."""
+        return bool(self.user) and domain_of(user) != domain_of(self.user)
+
     async def create_group(self, members: list[str], admins: list[str] = ()) -> ConversationId:  # type: ignore[assignment]
+        """A group; members on other domains take part by e-mail (a portal)."""
         users = [parse_address(m) for m in members if parse_address(m) != self.user]
-        return await self._create(Kind.GROUP, users, frozenset(parse_address(a) for a in admins))
+        local = [u for u in users if not self._by_mail(u)]
+        conversation = await self._create(
+            Kind.GROUP, local, frozenset(parse_address(a) for a in admins) & set(local)
+        )
+        by_mail = [u for u in users if self._by_mail(u)]
+        if by_mail:
+            await self._portals.set_peers(conversation, add=by_mail)
+        return conversation
 
     async def _create(
         self, kind: Kind, members: list[UserId], admins: frozenset[UserId] = frozenset()
@@ -264,12 +276,21 @@ class Client:
     async def add_member(
         self, conversation: ConversationId, address: str, role: Role = Role.MEMBER
     ) -> None:
-        await self._conversations.add_member(conversation, parse_address(address), role)
+        """Add a member (one on another domain takes part by e-mail)."""
+        user = parse_address(address)
+        if self._by_mail(user):
+            await self._portals.set_peers(conversation, add=[user])
+            return
+        await self._conversations.add_member(conversation, user, role)
 
     async def remove_member(self, conversation: ConversationId, address: str) -> None:
         """Remove a member; the next message uses a new Megolm session, and a
         new state key seals titles and pictures from now on."""
-        await self._conversations.remove_member(conversation, parse_address(address))
+        user = parse_address(address)
+        if self._by_mail(user):
+            await self._portals.set_peers(conversation, remove=[user])
+            return
+        await self._conversations.remove_member(conversation, user)
 
     async def rename(self, conversation: ConversationId, title: str) -> None:
         """Set the title: a signed state event, its text sealed from the server."""

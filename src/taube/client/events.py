@@ -90,13 +90,17 @@ class Relayed:
     network: str
     encrypted: bool
     error: str = ""
+    #: who got it unencrypted (no key of theirs is known)
+    plain_to: tuple[str, ...] = ()
 
     @classmethod
     def of(cls, value: dict[str, Any]) -> Relayed:
+        plain = value.get("plain_to")
         return cls(
             network=str(value.get("network", "")),
             encrypted=value.get("encrypted") is True,
             error=str(value.get("error", ""))[:300],
+            plain_to=tuple(str(p) for p in plain[:100]) if isinstance(plain, list) else (),
         )
 
 

@@ -11,6 +11,9 @@ message naming itself, and relays both ways from then on.
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Collection
+
 from taube.client import events as ev
 from taube.client.conversations import Conversations, Sender
 from taube.client.messages import Messages
@@ -57,6 +60,25 @@ class Portals:
         await self._sender.send(conversation, ev.PORTAL, portal.content())
         return conversation
 
+    async def set_peers(
+        self,
+        conversation: ConversationId,
+        add: Collection[str] = (),
+        remove: Collection[str] = (),
+    ) -> None:
+        """Add or remove e-mail members of a group (its portal made if new)."""
+        portal = self.get(conversation)
+        if portal is None:
+            if not add:
+                return
+            portal = ev.Portal(EMAIL, f"group:{new_group_id()}")
+        peers = (set(portal.peers) | set(add)) - set(remove)
+        changed = ev.Portal(
+            portal.network, portal.chat, tuple(sorted(peers)), portal.title, portal.by
+        )
+        if changed != portal:
+            await self.update(conversation, changed)
+
     async def update(self, conversation: ConversationId, portal: ev.Portal) -> None:
         """Say what the portal is now (a connector claims it, peers change)."""
         await self._sender.send(conversation, ev.PORTAL, portal.content())
@@ -71,3 +93,8 @@ def _portal(content: dict[str, object]) -> ev.Portal | None:
     if portal.by != device:
         return ev.Portal(portal.network, portal.chat, portal.peers, portal.title, None)
     return ev.Portal(portal.network, portal.chat, portal.peers, portal.title, DeviceId(portal.by))
+
+
+def new_group_id() -> str:
+    """A group id as chat mail carries it (``Chat-Group-ID``)."""
+    return secrets.token_urlsafe(12)
