@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taube.client import Client
-from taube.connectors.email.account import MailAccount, Security
+from taube.connectors.email.account import SECRET_NAME, MailAccount, Security
 from taube.connectors.email.connector import EmailConnector
 from taube.connectors.state import ConnectorState
 from taube.testing import ServerProcess
@@ -93,8 +93,11 @@ async def mail_user(
         await device.login(server.url, mailbox.addr, PASSWORD, code)
         await phone.sync()
         await device.sync()
+        account = account_of(mailbox)
+        assert device.profile is not None  # kept as ``taube mail connect`` keeps it
+        device.profile.put_secret(SECRET_NAME, account.to_bytes())
         state = ConnectorState(device.profile_dir / "connectors" / "email.db")
-        user = MailUser(phone, device, mailbox, EmailConnector(device, account_of(mailbox), state))
+        user = MailUser(phone, device, mailbox, EmailConnector(device, account, state))
         await user.start()
         yield user
         await user.stop()

@@ -347,7 +347,23 @@ async def verify(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+def _progress(step: str, done: int, total: int) -> None:
+    if done == total or done % 500 == 0:
+        print(f"{step}: {done}/{total}", file=sys.stderr, flush=True)
+
+
 async def export(client: Client, args: argparse.Namespace) -> int:
+    if args.conversation is None:
+        if not args.output:
+            raise ClientError("the whole history goes to a file: --output FILE")
+        code = await client.export_archive(Path(args.output), _progress)
+        _out(
+            args,
+            {"archive": args.output, "code": code},
+            f"history written to {args.output}\n"
+            f"the code that opens it (shown once, keep it apart from the file): {code}",
+        )
+        return 0
     messages = client.history(ConversationId(args.conversation), limit=1_000_000)
     total = len(messages)
     if args.format == "json":
@@ -371,6 +387,13 @@ async def export(client: Client, args: argparse.Namespace) -> int:
         print(f"export: {total} messages written to {args.output}", file=sys.stderr)
     else:
         print(text)
+    return 0
+
+
+async def import_(client: Client, args: argparse.Namespace) -> int:
+    code = _secret("TAUBE_ARCHIVE_CODE", "the archive's code: ")
+    count = await client.import_archive(Path(args.archive), code, _progress)
+    _out(args, {"imported": count}, f"{count} messages imported")
     return 0
 
 
@@ -485,11 +508,17 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
     p.add_argument("--timeout", type=float, default=120.0)
     p.set_defaults(handler=verify)
 
-    p = sub.add_parser("export", help="export a conversation")
-    p.add_argument("conversation")
+    p = sub.add_parser(
+        "export", help="export a conversation, or everything as an encrypted archive"
+    )
+    p.add_argument("conversation", nargs="?", help="omit for the whole history (an archive)")
     p.add_argument("--format", choices=("json", "html"), default="json")
     p.add_argument("--output")
     p.set_defaults(handler=export)
+
+    p = sub.add_parser("import", help="bring an archive from `taube export` into this account")
+    p.add_argument("archive")
+    p.set_defaults(handler=import_)
 
     p = sub.add_parser("chat", help="an interactive line-mode chat")
     p.add_argument("address")

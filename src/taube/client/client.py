@@ -25,6 +25,7 @@ owning its state (``docs/design.md`` has the map):
     messages       the local messages: history, search, expiry
     contacts       profiles: the user's own and their contacts'
     portals        conversations that reach a chat on another network
+    archive        the whole history as one encrypted file, to move it
     linking        linking a new device (history: its history transfer)
     verification   safety numbers and emoji verification
 """
@@ -40,6 +41,7 @@ from typing import Any
 
 from taube.client import attachments, linking
 from taube.client import events as ev
+from taube.client.archive import Archive, Progress
 from taube.client.background import Background
 from taube.client.carrier import Carrier, TaubeCarrier
 from taube.client.connection import Connection
@@ -106,6 +108,9 @@ class Client:
         self._contacts = Contacts(self._session, self._conversations, self._messages, self._outbox)
         self._history = History(self._session, self._messages)
         self._portals = Portals(self._conversations, self._messages, self._outbox)
+        self._archive = Archive(
+            self._session, self._conversations, self._messages, self._history, self._portals
+        )
         self._linking = Linking(self._session, self._carrier, self._history)
         self._verification = Verification(
             self._session, self._carrier, self._background, emit, self._outbox.wake
@@ -478,6 +483,21 @@ class Client:
     def search(self, text: str, limit: int = 50) -> list[ev.Message]:
         """Local full-text search over what this device has."""
         return self._messages.search(text, limit)
+
+    async def export_archive(self, path: Path, progress: Progress | None = None) -> str:
+        """Write everything on this device to one encrypted file (see
+        ``taube.client.archive``); returns the code that opens it: show it
+        once."""
+        if progress is None:
+            return await self._archive.export(path)
+        return await self._archive.export(path, progress)
+
+    async def import_archive(self, path: Path, code: str, progress: Progress | None = None) -> int:
+        """Bring an archive's conversations into this account (a new address
+        is fine); returns how many messages came in."""
+        if progress is None:
+            return await self._archive.import_(path, code)
+        return await self._archive.import_(path, code, progress)
 
     # ================================================================ verification
 

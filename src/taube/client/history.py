@@ -27,9 +27,11 @@ class History:
         self._session = session
         self._messages = messages
 
-    def dump(self) -> dict[str, Any]:
-        """Everything the history holds, as plain JSON-able data."""
+    def dump(self, *, pending: bool = False) -> dict[str, Any]:
+        """Everything the history holds, as plain JSON-able data (``pending``:
+        with what still waits in the outbox)."""
         profile, _, _ = self._session.need()
+        where = "" if pending else " WHERE status != 'pending'"
         return {
             "conversations": [
                 [c, k, bytes(e).decode(), u]
@@ -41,7 +43,7 @@ class History:
                 [*row[:7], bytes(row[7]).decode(), *row[8:]]
                 for row in profile.execute(
                     "SELECT conversation, id, seq, sender, sender_device, ts, type, content,"
-                    " status, expires_ms FROM messages WHERE status != 'pending'"
+                    f" status, expires_ms FROM messages{where}"
                 )
             ],
             "profiles": [

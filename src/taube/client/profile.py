@@ -193,6 +193,16 @@ class Profile:
     def put_secret(self, key: str, value: bytes) -> None:
         self.put_raw(key, _seal(self.key, value))
 
+    def names(self, prefix: str) -> list[str]:
+        """The keys that start with ``prefix``."""
+        return [
+            str(r[0])
+            for r in self.db.execute(
+                "SELECT key FROM kv WHERE substr(key, 1, ?) = ? ORDER BY key",
+                (len(prefix), prefix),
+            )
+        ]
+
     def get_text(self, key: str) -> str | None:
         value = self.get_raw(key)
         return None if value is None else value.decode()

@@ -122,6 +122,18 @@ class IdentityBackup(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
             raise BadPayload("not an identity key backup") from exc
 
 
+def code_key(code: str, salt: bytes, params: KdfParams = DEFAULT_KDF) -> bytes:
+    """A 32-byte key from a code of ``new_recovery_code``'s kind (e.g. the
+    key of a history archive); ``params`` within ``MAX_KDF``."""
+    if (
+        params.time_cost > MAX_KDF.time_cost
+        or params.memory_cost > MAX_KDF.memory_cost
+        or params.parallelism > MAX_KDF.parallelism
+    ):
+        raise BadPayload("the key derivation asks for more than this device gives")
+    return _derive(recovery_code_bytes(code), salt, params)
+
+
 def _derive(secret: bytes, salt: bytes, params: KdfParams) -> bytes:
     return hash_secret_raw(
         secret=secret,
