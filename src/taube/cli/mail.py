@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -43,16 +44,37 @@ async def mail_connect(client: Client, args: argparse.Namespace) -> int:
     if profile is None or not client.logged_in:
         raise ClientError("log in or register first (taube account ...)")
     security = account_module.Security
+    password = _secret("TAUBE_MAIL_PASSWORD", f"password of {args.address}: ")
+    if args.imap_host and args.smtp_host:
+        servers = autoconfig_module().ServerSettings(
+            imap_host=args.imap_host,
+            imap_port=args.imap_port or _default_port(args.imap_security, imap=True),
+            imap_security=security(args.imap_security),
+            smtp_host=args.smtp_host,
+            smtp_port=args.smtp_port or _default_port(args.smtp_security, imap=False),
+            smtp_security=security(args.smtp_security),
+        )
+    elif args.imap_host or args.smtp_host:
+        raise ClientError("give both --imap-host and --smtp-host, or neither (autoconfig)")
+    else:
+        where = os.environ.get("TAUBE_MAIL_AUTOCONFIG_URL")
+        try:
+            servers = await autoconfig_module().discover(args.address, [where] if where else None)
+        except autoconfig_module().AutoconfigError as exc:
+            raise ClientError(
+                f"the servers of {args.address} were not found ({exc}):"
+                " give --imap-host and --smtp-host"
+            ) from exc
     account = account_module.MailAccount(
         address=args.address.lower(),
-        password=_secret("TAUBE_MAIL_PASSWORD", f"password of {args.address}: "),
-        imap_host=args.imap_host,
-        imap_port=args.imap_port or _default_port(args.imap_security, imap=True),
-        imap_security=security(args.imap_security),
-        smtp_host=args.smtp_host,
-        smtp_port=args.smtp_port or _default_port(args.smtp_security, imap=False),
-        smtp_security=security(args.smtp_security),
-        user=args.user or "",
+        password=password,
+        imap_host=servers.imap_host,
+        imap_port=servers.imap_port,
+        imap_security=servers.imap_security,
+        smtp_host=servers.smtp_host,
+        smtp_port=servers.smtp_port,
+        smtp_security=servers.smtp_security,
+        user=args.user or servers.user,
         display_name=args.name or "",
     )
     try:
@@ -68,6 +90,12 @@ async def mail_connect(client: Client, args: argparse.Namespace) -> int:
         "run `taube mail run` on this device to relay mail (keep it running)",
     )
     return 0
+
+
+def autoconfig_module() -> Any:
+    from taube.connectors.email import autoconfig
+
+    return autoconfig
 
 
 def _default_port(security: str, *, imap: bool) -> int:
@@ -151,10 +179,10 @@ def add_mail_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     )
     p = mail.add_parser("connect", help="set up the mail account this device relays")
     p.add_argument("address")
-    p.add_argument("--imap-host", required=True)
+    p.add_argument("--imap-host", help="(without both hosts: found by the domain's autoconfig)")
     p.add_argument("--imap-port", type=int)
     p.add_argument("--imap-security", choices=("ssl", "starttls", "plain"), default="ssl")
-    p.add_argument("--smtp-host", required=True)
+    p.add_argument("--smtp-host")
     p.add_argument("--smtp-port", type=int)
     p.add_argument("--smtp-security", choices=("ssl", "starttls", "plain"), default="ssl")
     p.add_argument("--user", help="the login name, if not the address")
