@@ -12,6 +12,7 @@ import type {
   DeviceView,
   MessageView,
   Notice,
+  Portal,
   Role,
   Session,
   Settings,
@@ -43,6 +44,7 @@ interface ConvData {
   timerSeconds: number;
   typing: string[];
   messages: MessageView[];
+  portal?: Portal;
 }
 
 function makeMessage(conversation: string, sender: string, ts: number, text: string, extra: Partial<MessageView> = {}): MessageView {
@@ -64,6 +66,8 @@ function makeMessage(conversation: string, sender: string, ts: number, text: str
     expiresMs: null,
     attachments: [],
     mine: sender === ME,
+    remote: null,
+    relayed: null,
     ...extra,
   };
 }
@@ -265,6 +269,32 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
   };
   data.push(david);
 
+  // an e-mail portal: the connector brings Jonas's mails in, and says how
+  // Mara's replies went out
+  const JONAS = "jonas.weber@mailbox.example";
+  const jonas: ConvData = {
+    id: "c-jonas",
+    kind: "group",
+    title: JONAS,
+    avatar: null,
+    members: { [ME]: "owner" },
+    unread: 0,
+    timerSeconds: 0,
+    typing: [],
+    messages: [],
+    portal: { network: "email", chat: JONAS, peers: [JONAS], title: JONAS, by: "connector1" },
+  };
+  const remote = { network: "email", sender: JONAS, name: "Jonas Weber", encrypted: true };
+  const mail = (sender: string, ago: number, text: string, extra: Partial<MessageView> = {}) => {
+    const m = makeMessage(jonas.id, sender, now - ago, text, extra);
+    jonas.messages.push(m);
+    return m;
+  };
+  mail(ME, 3 * DAY, "Hi Jonas, do you still have the old club photos?", { relayed: { network: "email", encrypted: false, error: "", plainTo: [] } });
+  mail(ME, 3 * DAY - 2 * MIN, "Yes, a whole box! I'll scan them this week.", { mine: false, remote, status: "received" });
+  mail(ME, 5 * HOUR, "Great, thank you 🙏", { relayed: { network: "email", encrypted: true, error: "", plainTo: [] } });
+  data.push(jonas);
+
   const noticesList: Notice[] = [
     { kind: "key-changed", conversation: "c-club", user: DAVID, verified: false, reason: "new device", ts: now - 41 * MIN },
     { kind: "missing", conversation: "c-club", sender: DAVID, count: 2, before: club.messages[2]?.id ?? "", ts: now - 40 * MIN },
@@ -301,6 +331,7 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
         lastTs: last?.ts ?? 0,
         timerSeconds: c.timerSeconds,
         typing: [...c.typing],
+        portal: c.portal ?? null,
       };
     });
   });

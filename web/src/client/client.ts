@@ -11,6 +11,7 @@
 //   connection     the WebSocket and its frames
 //   receiver       what arrives: decrypted, verified, stored, acknowledged
 //   messages       the local message rows and what the user sees of them
+//   portals        conversations that reach a chat on another network (e-mail)
 //   attachments    encrypted blobs up and down
 //   contacts       profiles, ours and our contacts'
 //   verification   safety numbers, QR and emoji verification
@@ -35,9 +36,10 @@ import { Linking } from "./linking";
 import { Messages } from "./messages";
 import type { AttachmentEntry, Client, DeviceView, MessageView, NewAccount, Role, Settings, State } from "./model";
 import { Outbox } from "./outbox";
+import { emailPortal, isOwnDomain, Portals } from "./portals";
 import { Receiver } from "./receiver";
 import { Session } from "./session";
-import { ClientError, type ChainSource } from "./types";
+import { ClientError, parseAddress, type ChainSource } from "./types";
 import { Vault } from "./vault";
 import { Verification } from "./verification";
 
@@ -57,6 +59,7 @@ export class Engine implements Client {
   private readonly outbox: Outbox;
   private readonly contacts: Contacts;
   private readonly conversations: Conversations;
+  private readonly portals: Portals;
   private readonly history: History;
   private readonly linking: Linking;
   private readonly verification: Verification;
@@ -80,6 +83,7 @@ export class Engine implements Client {
     this.outbox = new Outbox(account, db, chains, this.messages, this.attachments, this.carrier, report, changed);
     this.contacts = new Contacts(account, db, this.attachments, this.outbox);
     this.conversations = new Conversations(account, db, vault, api, this.attachments, this.messages, this.outbox, this.contacts, changed);
+    this.portals = new Portals(this.messages, this.conversations, this.outbox);
     this.history = new History(db, api, this.attachments, this.conversations, this.messages);
     this.linking = new Linking(account, db, vault, api, this.carrier, this.history, begin);
     this.verification = new Verification(account, this.carrier, this.contacts, this.outbox, report);
@@ -100,7 +104,7 @@ export class Engine implements Client {
       connection: this.connection.status,
       conversations: computed(() => {
         void this.version.value;
-        return this.conversations.views(this.receiver.typing.value, this.contacts.contacts.value);
+        return this.conversations.views(this.receiver.typing.value, this.contacts.contacts.value, this.portals.all());
       }),
       messages: computed(() => {
         void this.version.value;
@@ -230,8 +234,14 @@ export class Engine implements Client {
     this.openSig.value = conversation;
   }
 
+  /** The chat with `address`: the direct chat, or, for an address on
+   * another domain, the e-mail portal that the user's connector serves
+   * (taube servers do not talk to each other yet, so every other domain is
+   * e-mail for now). */
   startChat(address: string): Promise<string> {
-    return this.conversations.startChat(address);
+    const other = parseAddress(address);
+    if (!isOwnDomain(other, this.session.need().user)) return this.portals.open(emailPortal(other));
+    return this.conversations.startChat(other);
   }
 
   createGroup(title: string, members: string[]): Promise<string> {

@@ -11,7 +11,7 @@ import type { Attachments } from "./attachments";
 import { newChain, signEvent, verifyChain } from "./chain";
 import type { Db } from "./db";
 import type { Keys } from "./keys";
-import type { AttachmentEntry, Contact, ConversationView, Role } from "./model";
+import type { AttachmentEntry, Contact, ConversationView, Portal, Role } from "./model";
 import type { ConversationState } from "./state";
 import {
   ClientError,
@@ -279,9 +279,9 @@ export class Conversations implements ChainStore {
     return null;
   }
 
-  /** The conversation list, latest first; `typing` and `contacts` as the
-   * screens have them now. */
-  views(typing: Record<string, string[]>, contacts: Record<string, Contact>): ConversationView[] {
+  /** The conversation list, latest first; `typing`, `contacts` and
+   * `portals` (see portals.ts) as the screens have them now. */
+  views(typing: Record<string, string[]>, contacts: Record<string, Contact>, portals: Map<string, Portal>): ConversationView[] {
     const me = this.account.keys?.user ?? "";
     const views: ConversationView[] = [];
     for (const [id, { state, events }] of this.chains) {
@@ -289,9 +289,10 @@ export class Conversations implements ChainStore {
       const last = this.log.history(id).at(-1) ?? null;
       const others = Object.keys(state.members).filter((u) => u !== me);
       const contact = (u: string) => contacts[u];
+      const portal = portals.get(id) ?? null;
       const title = state.kind === "direct"
         ? contact(others[0] ?? "")?.name || others[0] || "Just you"
-        : this.titles.get(id) || others.map((u) => contact(u)?.name || u.split("@")[0]).join(", ") || "New group";
+        : this.titles.get(id) || portal?.title || portal?.chat || others.map((u) => contact(u)?.name || u.split("@")[0]).join(", ") || "New group";
       views.push({
         id,
         kind: state.kind,
@@ -304,6 +305,7 @@ export class Conversations implements ChainStore {
         lastTs: last?.ts ?? events.at(-1)?.ts ?? 0,
         timerSeconds: state.timerSeconds,
         typing: (typing[id] ?? []).filter((u) => u !== me),
+        portal,
       });
     }
     return views.sort((a, b) => b.lastTs - a.lastTs);

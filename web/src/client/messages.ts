@@ -1,10 +1,14 @@
 // The local message rows: every conversation's rows as stored, turned into
 // what the user sees (edits, deletes, reactions and receipts applied), plus
-// search, read markers and the expiry of disappearing messages.
+// search, read markers and the expiry of disappearing messages. In a
+// portal, what the user's connector brought in from another network is
+// shown as written by its remote author, and the connector's relay
+// annotations say how the user's messages went on (see portals.ts).
 import { MESSAGE_TYPE } from "../gen/proto";
 import { entriesList } from "./attachments";
 import type { Db, MessageRow } from "./db";
-import type { MessageView } from "./model";
+import type { MessageView, Remote } from "./model";
+import { PORTAL, RELAY, portalOf, relayedOf, remoteOf, type PortalLog } from "./portals";
 import type { Account, MessageLog, ReceivedRows, RowArchive, SentRows } from "./types";
 
 /** Types that change another message (or a contact) instead of showing one. */
@@ -16,9 +20,30 @@ export const ANNOTATIONS = new Set<string>([
   MESSAGE_TYPE.profile,
   MESSAGE_TYPE.stateKey,
   MESSAGE_TYPE.avatar,
+  PORTAL,
+  RELAY,
 ]);
 
-export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive {
+/** Who wrote `row` on another network. Only a connector brings messages
+ * in: a device of the user's own, or the device serving the conversation's
+ * portal (`connector`, in a group with other members); `remote` from
+ * anyone else is ignored, so nobody can write in a remote person's name. */
+export function remoteAuthor(row: MessageRow, me: string, connector: string | null): Remote | null {
+  if (row.sender !== me && (connector === null || row.senderDevice !== connector)) return null;
+  return remoteOf(row.content.remote);
+}
+
+/** Written by someone other than the user (a contact, or a remote author). */
+function fromOthers(row: MessageRow, me: string, connector: string | null): boolean {
+  return row.sender !== me || remoteAuthor(row, me, connector) !== null;
+}
+
+/** Oldest first: by the server's order, then (not yet sent) by local order. */
+function byLogOrder(a: MessageRow, b: MessageRow): number {
+  return (a.seq ?? Infinity) - (b.seq ?? Infinity) || a.order - b.order;
+}
+
+export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive, PortalLog {
   private readonly byConversation = new Map<string, MessageRow[]>();
   /** conversation → order of the last row read */
   private readonly read = new Map<string, number>();
@@ -118,12 +143,12 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive 
   /** The conversation as the user sees it: oldest first, annotations applied. */
   history(conversation: string): MessageView[] {
     const me = this.account.keys?.user ?? "";
-    const rows = [...(this.byConversation.get(conversation) ?? [])].sort(
-      (a, b) => (a.seq ?? Infinity) - (b.seq ?? Infinity) || a.order - b.order,
-    );
+    const rows = [...(this.byConversation.get(conversation) ?? [])].sort(byLogOrder);
+    const connector = this.connector(conversation);
     const shown = new Map<string, MessageView>();
     for (const row of rows) {
       if (ANNOTATIONS.has(row.type)) continue;
+      const remote = remoteAuthor(row, me, connector);
       shown.set(row.id, {
         conversation,
         id: row.id,
@@ -141,24 +166,31 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive 
         status: row.status === "received" ? "received" : row.status,
         expiresMs: row.expiresMs,
         attachments: entriesList(row.content.attachments),
-        mine: row.sender === me,
+        mine: row.sender === me && remote === null,
+        remote,
+        relayed: null,
       });
     }
     for (const row of rows) {
       if (row.type === MESSAGE_TYPE.receipt) {
+        // a receipt the connector brought in is the remote reader's
+        const reader = remoteAuthor(row, me, connector)?.sender ?? row.sender;
         for (const [field, list] of [["read", "readBy"], ["delivered", "deliveredTo"]] as const) {
           const ids = Array.isArray(row.content[field]) ? (row.content[field] as unknown[]) : [];
           for (const id of ids) {
             const message = shown.get(String(id));
-            if (message && !message[list].includes(row.sender) && row.sender !== message.sender) message[list].push(row.sender);
+            if (message && !message[list].includes(reader) && reader !== (message.remote?.sender ?? message.sender)) message[list].push(reader);
           }
         }
         continue;
       }
       const target = typeof row.content.target === "string" ? shown.get(row.content.target) : undefined;
       if (!target) continue;
-      if ((row.type === MESSAGE_TYPE.edit || row.type === MESSAGE_TYPE.delete) && row.sender !== target.sender) continue;
-      if (row.type === MESSAGE_TYPE.edit && !target.deleted) {
+      // only the author edits or deletes (or relays: their connector)
+      if ((row.type === MESSAGE_TYPE.edit || row.type === MESSAGE_TYPE.delete || row.type === RELAY) && row.sender !== target.sender) continue;
+      if (row.type === RELAY) {
+        if (target.mine) target.relayed = relayedOf(row.content);
+      } else if (row.type === MESSAGE_TYPE.edit && !target.deleted) {
         target.text = String(row.content.body ?? "");
         target.edited = true;
       } else if (row.type === MESSAGE_TYPE.delete) {
@@ -181,6 +213,24 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive 
     return list;
   }
 
+  /** The newest row of `type` per conversation (or in `only`): its content
+   * and the device that sent it. */
+  latest(type: string, only?: string): Map<string, { content: Record<string, unknown>; device: string }> {
+    const found = new Map<string, { content: Record<string, unknown>; device: string }>();
+    for (const [conversation, list] of this.byConversation) {
+      if (only !== undefined && conversation !== only) continue;
+      const newest = list.filter((r) => r.type === type).sort(byLogOrder).at(-1);
+      if (newest) found.set(conversation, { content: newest.content, device: newest.senderDevice });
+    }
+    return found;
+  }
+
+  /** The device serving the conversation's portal, if it is one. */
+  private connector(conversation: string): string | null {
+    const found = this.latest(PORTAL, conversation).get(conversation);
+    return found ? (portalOf(found.content, found.device)?.by ?? null) : null;
+  }
+
   search(text: string): MessageView[] {
     const needle = text.trim().toLowerCase();
     if (!needle) return [];
@@ -197,7 +247,8 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive 
   unread(conversation: string): number {
     const me = this.account.keys?.user ?? "";
     const readUpTo = this.read.get(conversation) ?? 0;
-    return (this.byConversation.get(conversation) ?? []).filter((r) => r.sender !== me && !ANNOTATIONS.has(r.type) && r.order > readUpTo).length;
+    const connector = this.connector(conversation);
+    return (this.byConversation.get(conversation) ?? []).filter((r) => fromOthers(r, me, connector) && !ANNOTATIONS.has(r.type) && r.order > readUpTo).length;
   }
 
   /** Mark the conversation read here; the ids newly read, for the read receipt. */
@@ -205,8 +256,9 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive 
     const keys = this.account.keys;
     if (!keys) return [];
     const last = this.read.get(conversation) ?? 0;
+    const connector = this.connector(conversation);
     const unread = (this.byConversation.get(conversation) ?? []).filter(
-      (r) => r.sender !== keys.user && !ANNOTATIONS.has(r.type) && r.order > last,
+      (r) => fromOthers(r, keys.user, connector) && !ANNOTATIONS.has(r.type) && r.order > last,
     );
     if (unread.length === 0) return [];
     this.read.set(conversation, Math.max(...unread.map((r) => r.order)));

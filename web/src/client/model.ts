@@ -44,7 +44,48 @@ export interface MessageView {
   status: MessageStatus;
   expiresMs: number | null;
   attachments: AttachmentEntry[];
+  /** written by the user here or on another of their devices (not by
+   * someone a connector brought in: see `remote`) */
   mine: boolean;
+  /** who wrote it on another network, if the user's connector brought it in */
+  remote: Remote | null;
+  /** how the user's connector sent it on to another network, if it did */
+  relayed: Relayed | null;
+}
+
+/** The author of a message a connector brought in from another network.
+ * The message is sent by the connector, a device of the user's own, so it
+ * is as trustworthy as the connector's check of that network's sender
+ * (`encrypted`: the network's end-to-end encryption vouched for it). */
+export interface Remote {
+  network: string;
+  /** the address on that network */
+  sender: string;
+  name: string;
+  encrypted: boolean;
+}
+
+/** A connector sent the user's message on to another network: encrypted
+ * end to end there, or not, or not at all (`error`). */
+export interface Relayed {
+  network: string;
+  encrypted: boolean;
+  error: string;
+  /** who got it without encryption (no key of theirs known), if the connector says */
+  plainTo: string[];
+}
+
+/** A conversation that reaches a chat on another network. */
+export interface Portal {
+  /** "email" */
+  network: string;
+  /** the network's id of the chat: the peer's address, or "group:<id>" */
+  chat: string;
+  /** the other side's addresses */
+  peers: string[];
+  title: string;
+  /** the connector device serving it; null: none yet (nothing is relayed) */
+  by: string | null;
 }
 
 /** Lines in the chat that are not messages. */
@@ -72,6 +113,8 @@ export interface ConversationView {
   timerSeconds: number;
   /** users typing right now */
   typing: UserId[];
+  /** what the conversation reaches on another network, if it is a portal */
+  portal: Portal | null;
 }
 
 export interface Contact {

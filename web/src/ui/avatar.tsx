@@ -7,7 +7,7 @@ interface AvatarProps {
   seed: string;
   name: string;
   src: string | null | undefined;
-  size?: "s" | "m" | "l" | "xl";
+  size?: "xs" | "s" | "m" | "l" | "xl";
   group?: boolean;
 }
 

@@ -3,7 +3,7 @@
 import { effect } from "@preact/signals";
 import type { Client, ConversationView } from "../client/model";
 import { openConversation, openId } from "./context";
-import { displayName, messagePreview } from "./format";
+import { authorName, messagePreview } from "./format";
 
 export function watchTheme(client: Client): () => void {
   return effect(() => {
@@ -15,7 +15,7 @@ function notify(client: Client, c: ConversationView): void {
   const last = c.last;
   const contacts = client.state.contacts.value;
   let body = last ? messagePreview(last) : "New message";
-  if (last && c.kind === "group") body = `${displayName(last.sender, contacts)}: ${body}`;
+  if (last && c.kind === "group") body = `${authorName(last, contacts)}: ${body}`;
   try {
     const n = new Notification(c.title, { body, tag: c.id, icon: "/icon-192.png", badge: "/icon-192.png" });
     n.onclick = () => {

@@ -6,10 +6,11 @@ import type { ConversationView, MessageView, Notice } from "../client/model";
 import { Avatar } from "./avatar";
 import { Composer } from "./composer";
 import { closeChat, panel, scrollTarget, useClient } from "./context";
-import { dayKey, displayName, formatDay, timerLabel, timerShort } from "./format";
+import { authorKey, dayKey, displayName, formatDay, networkLabel, timerLabel, timerShort } from "./format";
 import { BackIcon, ChevronDownIcon, InfoIcon, LockIcon, ShieldIcon, TimerIcon } from "./icons";
 import { MessageBubble } from "./message";
 import { NoticeLine } from "./notice";
+import { NetworkBadge, PortalBanner } from "./portal";
 import { ConnectionBanner } from "./sidebar";
 import { TimerMenu } from "./timer";
 import { useFileSender } from "./send-files";
@@ -49,6 +50,7 @@ export function ChatView({ conversation }: { conversation: ConversationView }): 
     >
       <ChatHeader conversation={conversation} onBack={() => closeChat(client)} />
       <ConnectionBanner />
+      {conversation.portal && <PortalBanner portal={conversation.portal} />}
       <Timeline conversation={conversation} />
       <Composer key={conversation.id} conversation={conversation} sender={sender} />
       {sender.dialog}
@@ -68,8 +70,16 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
   const other = c.kind === "direct" ? Object.keys(c.members).find((m) => m !== me) : undefined;
   const [timerOpen, setTimerOpen] = useState(false);
   const memberCount = Object.keys(c.members).length;
+  const portal = c.portal;
   let subtitle: string;
-  if (c.typing.length > 0) {
+  if (portal) {
+    // who is on the other side: the address, or the group's members here
+    // and its addresses on the other network
+    const peers = portal.peers.length ? portal.peers : [portal.chat];
+    const here = Object.keys(c.members).filter((m) => m !== me).map((m) => displayName(m, contacts));
+    subtitle = [...here, ...peers].join(", ");
+    if (subtitle === c.title) subtitle = `Chat over ${networkLabel(portal.network)}`;
+  } else if (c.typing.length > 0) {
     subtitle =
       c.kind === "direct"
         ? "typing…"
@@ -94,7 +104,12 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
         <BackIcon />
       </button>
       <button type="button" class="chat__who" onClick={openInfo} aria-label={`Details of ${c.title}`}>
-        <Avatar seed={other ?? c.id} name={c.title} src={c.avatar} group={c.kind === "group"} />
+        <Avatar
+          seed={other ?? (portal && !portal.chat.startsWith("group:") ? portal.chat : c.id)}
+          name={c.title}
+          src={c.avatar}
+          group={c.kind === "group" && !(portal && !portal.chat.startsWith("group:"))}
+        />
         <span class="chat__names">
           <span class="chat__title">
             <span class="chat__title-text" data-testid="chat-title">
@@ -107,8 +122,11 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
               </span>
             )}
           </span>
-          <span class={`chat__subtitle${c.typing.length > 0 ? " chat__subtitle--typing" : ""}`} data-testid="chat-subtitle">
-            {subtitle}
+          <span class="chat__subtitle-row">
+            {portal && <NetworkBadge portal={portal} />}
+            <span class={`chat__subtitle${c.typing.length > 0 ? " chat__subtitle--typing" : ""}`} data-testid="chat-subtitle">
+              {subtitle}
+            </span>
           </span>
         </span>
       </button>
@@ -182,7 +200,7 @@ function buildItems(messages: MessageView[], notices: Notice[]): Item[] {
     (byBefore.get(m.id) ?? []).forEach((n, j) => pushNotice(n, 10_000 + i * 10 + j));
     pushDay(m.ts);
     const p: MessageView | null = prev;
-    const continued = p !== null && p.sender === m.sender && m.ts - p.ts < GROUP_GAP_MS;
+    const continued = p !== null && authorKey(p) === authorKey(m) && p.mine === m.mine && m.ts - p.ts < GROUP_GAP_MS;
     items.push({ type: "message", key: m.id, message: m, continued });
     prev = m;
   });
@@ -278,7 +296,10 @@ function Timeline({ conversation }: { conversation: ConversationView }): JSX.Ele
           <ol class="timeline__list" data-testid="timeline" ref={list}>
             <li class="timeline__intro">
               <p class="e2e-note">
-                <LockIcon size={14} /> Messages in this chat are end-to-end encrypted.
+                <LockIcon size={14} />{" "}
+                {conversation.portal
+                  ? `End-to-end encrypted between your devices. Your connector sends messages on by ${networkLabel(conversation.portal.network)}, encrypted when it can: each message says.`
+                  : "Messages in this chat are end-to-end encrypted."}
                 {conversation.timerSeconds > 0 && ` They disappear after ${timerLabel(conversation.timerSeconds).toLowerCase()}.`}
               </p>
             </li>

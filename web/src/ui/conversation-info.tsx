@@ -8,7 +8,7 @@ import { Avatar } from "./avatar";
 import { ContactPanel } from "./contact";
 import { openConversation, panel, useClient } from "./context";
 import { ConfirmDialog, FormError } from "./dialog";
-import { displayName, TIMER_OPTIONS } from "./format";
+import { displayName, networkLabel, TIMER_OPTIONS } from "./format";
 import { EditIcon, ImageIcon, LogoutIcon, PlusIcon, TrashIcon } from "./icons";
 import { PanelFrame, Section } from "./panel";
 
@@ -196,6 +196,20 @@ function GroupPanel({ conversation: c }: { conversation: ConversationView }): JS
         </p>
       </div>
       <FormError error={error} />
+      {c.portal && (
+        <Section title={`On ${networkLabel(c.portal.network)}`} testid="portal-info">
+          <ul class="plain-list">
+            {(c.portal.peers.length ? c.portal.peers : [c.portal.chat]).map((p) => (
+              <li key={p}>{p}</li>
+            ))}
+          </ul>
+          <p class="muted">
+            {c.portal.by
+              ? `Your ${networkLabel(c.portal.network)} connector sends and fetches the mail of this chat.`
+              : "Waiting for your e-mail connector (set it up with taube mail connect)."}
+          </p>
+        </Section>
+      )}
       <Section>
         <TimerSelect conversation={c} disabled={!canManage} />
       </Section>

@@ -112,6 +112,29 @@ export function displayName(user: UserId, contacts: Record<UserId, Contact>): st
   return user.split("@")[0] ?? user;
 }
 
+/** Who wrote a message, as the chat shows them: "You", a contact's name,
+ * or, for a message a connector brought in, the remote author's name (or address). */
+export function authorName(message: MessageView, contacts: Record<UserId, Contact>): string {
+  if (message.remote) return message.remote.name || message.remote.sender;
+  return message.mine ? "You" : displayName(message.sender, contacts);
+}
+
+/** One key per author: a remote author's messages come from the user's
+ * own connector, but are not the user's (nor each other's). */
+export function authorKey(message: MessageView): string {
+  return message.remote ? `${message.remote.network}:${message.remote.sender}` : message.sender;
+}
+
+/** A network's name for people: "e-mail". */
+export function networkLabel(network: string): string {
+  return network === "email" ? "e-mail" : network;
+}
+
+/** The part of an address after the "@". */
+export function domainOf(address: string): string {
+  return address.slice(address.lastIndexOf("@") + 1);
+}
+
 export function attachmentLabel(entry: AttachmentEntry): string {
   switch (entry.kind) {
     case "image":

@@ -1,14 +1,17 @@
 // One message: bubble, reply quote, attachments, text, meta line, the
-// per-message menu (reactions, reply, copy, edit, delete) and reactions.
+// per-message menu (reactions, reply, copy, edit, delete) and reactions; in
+// a portal, the remote author of what came in and how ours went out.
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { ConversationView, MessageView } from "../client/model";
 import { Attachment } from "./attachments";
+import { Avatar } from "./avatar";
 import { editingId, replyTo, scrollTarget, useClient } from "./context";
 import { ConfirmDialog } from "./dialog";
-import { displayName, formatTime, hueOf, messagePreview } from "./format";
+import { authorKey, authorName, displayName, formatTime, hueOf, messagePreview, networkLabel } from "./format";
 import { ChevronDownIcon, CopyIcon, EditIcon, ReplyIcon, TimerIcon, TrashIcon } from "./icons";
 import { isJumboEmoji, linkify } from "./linkify";
+import { RelayLine } from "./portal";
 import { StatusTicks } from "./ticks";
 import { useDismiss } from "./timer";
 
@@ -27,7 +30,7 @@ export function MessageBubble({ message: m, conversation, continued, showSender 
   const [menu, setMenu] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const editing = editingId.value === m.id;
-  const senderName = m.mine ? "You" : displayName(m.sender, contacts);
+  const senderName = authorName(m, contacts);
   const jumbo = !m.deleted && m.attachments.length === 0 && isJumboEmoji(m.text);
   const hasMedia = !m.deleted && m.attachments.some((a) => a.kind === "image" || a.kind === "video");
   const classes = [
@@ -50,12 +53,19 @@ export function MessageBubble({ message: m, conversation, continued, showSender 
       data-id={m.id}
       data-status={m.status}
       data-sender={m.sender}
+      data-remote-sender={m.remote?.sender}
       data-mine={m.mine ? "true" : "false"}
     >
       <div class="message__row">
         <div class="bubble">
-          {showSender && !m.mine && !continued && (
-            <span class="message__sender" style={{ "--sender-hue": String(hueOf(m.sender)) } as Record<string, string>}>
+          {(showSender || m.remote) && !m.mine && !continued && (
+            <span
+              class={`message__sender${m.remote ? " message__sender--remote" : ""}`}
+              style={{ "--sender-hue": String(hueOf(authorKey(m))) } as Record<string, string>}
+              title={m.remote ? `${m.remote.sender}, by ${networkLabel(m.remote.network)}` : undefined}
+              data-testid="message-sender"
+            >
+              {m.remote && <Avatar seed={m.remote.sender} name={senderName} src={null} size="xs" />}
               {senderName}
             </span>
           )}
@@ -103,6 +113,7 @@ export function MessageBubble({ message: m, conversation, continued, showSender 
         )}
       </div>
       {!m.deleted && <Reactions message={m} conversation={conversation} />}
+      {m.mine && m.relayed && !m.deleted && <RelayLine relayed={m.relayed} />}
       {m.status === "failed" && <p class="message__failed">Not sent. It will be retried when the connection is back.</p>}
       {confirmDelete && (
         <ConfirmDialog
@@ -155,9 +166,9 @@ function ReplyQuote({ id }: { id: string }): JSX.Element {
         <>
           <span
             class="quote__name"
-            style={{ "--sender-hue": String(hueOf(original.sender)) } as Record<string, string>}
+            style={{ "--sender-hue": String(hueOf(authorKey(original))) } as Record<string, string>}
           >
-            {original.mine ? "You" : displayName(original.sender, contacts)}
+            {authorName(original, contacts)}
           </span>
           <span class="quote__text">{messagePreview(original)}</span>
         </>

@@ -1,9 +1,12 @@
-// "New chat" by address and "New group" with a title and members.
+// "New chat" by address and "New group" with a title and members. An
+// address on another domain is reached by e-mail: the chat is a portal
+// that the user's e-mail connector serves.
 import type { JSX } from "preact";
 import { useState } from "preact/hooks";
 import { ADDRESS_PATTERN } from "../gen/proto";
 import { openConversation, useClient } from "./context";
 import { Dialog, FormError } from "./dialog";
+import { domainOf } from "./format";
 import { CloseIcon } from "./icons";
 
 const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
@@ -36,6 +39,9 @@ function useMaker(onClose: () => void) {
 export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element {
   const { client, busy, error, setError, open } = useMaker(onClose);
   const [address, setAddress] = useState("");
+  const typed = address.trim().toLowerCase();
+  const me = client.state.session.value?.user ?? "";
+  const byEmail = ADDRESS_RE.test(typed) && me !== "" && domainOf(typed) !== domainOf(me);
 
   async function submit(e: Event): Promise<void> {
     e.preventDefault();
@@ -61,8 +67,14 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
             autofocus
             value={address}
             onInput={(e) => setAddress(e.currentTarget.value)}
+            aria-describedby="new-chat-hint"
             data-testid="new-chat-address"
           />
+          <span class="field__hint" id="new-chat-hint" aria-live="polite" data-testid="new-chat-hint" data-network={byEmail ? "email" : "taube"}>
+            {byEmail
+              ? "✉ Not on this server: the chat goes by e-mail through your connector."
+              : `Someone on this server (…@${domainOf(me) || "example.org"}), or any e-mail address.`}
+          </span>
         </label>
         <FormError error={error} />
         <div class="dialog__actions">
@@ -70,7 +82,7 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
             Cancel
           </button>
           <button type="submit" class="button" disabled={busy} data-testid="new-chat-submit">
-            {busy ? "Starting…" : "Start chat"}
+            {busy ? "Starting…" : byEmail ? "Start e-mail chat" : "Start chat"}
           </button>
         </div>
       </form>

@@ -5,9 +5,10 @@ import { useMemo, useState } from "preact/hooks";
 import type { ConversationView, MessageView } from "../client/model";
 import { Avatar } from "./avatar";
 import { openConversation, panel, scrollTarget, openId, useClient } from "./context";
-import { displayName, formatListTime, messagePreview } from "./format";
+import { authorName, displayName, formatListTime, messagePreview } from "./format";
 import { ClockIcon, CloseIcon, ComposeIcon, GroupIcon, SearchIcon, SettingsIcon } from "./icons";
 import { NewChatDialog, NewGroupDialog } from "./new-conversation";
+import { NetworkBadge } from "./portal";
 import { StatusTicks } from "./ticks";
 
 export function Sidebar(): JSX.Element {
@@ -23,7 +24,10 @@ export function Sidebar(): JSX.Element {
     const sorted = [...conversations].sort((a, b) => b.lastTs - a.lastTs);
     if (!q) return sorted;
     return sorted.filter(
-      (c) => c.title.toLowerCase().includes(q) || Object.keys(c.members).some((m) => m.toLowerCase().includes(q)),
+      (c) =>
+        c.title.toLowerCase().includes(q) ||
+        Object.keys(c.members).some((m) => m.toLowerCase().includes(q)) ||
+        (c.portal?.peers ?? []).some((p) => p.toLowerCase().includes(q)),
     );
   }, [conversations, q]);
   const results = useMemo<MessageView[]>(() => (q.length >= 2 ? client.search(query.trim()).slice(0, 50) : []), [q]);
@@ -179,9 +183,11 @@ function ConversationItem({ conversation: c }: { conversation: ConversationView 
   const selected = openId.value === c.id;
   const typing = typingText(c, (u) => displayName(u, contacts));
   const last = c.last;
-  const seed = c.kind === "direct" ? (Object.keys(c.members).find((m) => m !== client.state.session.value?.user) ?? c.id) : c.id;
-  let preview: string = last ? messagePreview(last) : c.kind === "group" ? "Group created" : "No messages yet";
-  if (last && c.kind === "group" && !last.deleted && !last.mine) preview = `${displayName(last.sender, contacts)}: ${preview}`;
+  // a portal to one address looks like a direct chat with that address
+  const single = c.portal && !c.portal.chat.startsWith("group:") ? c.portal.chat : null;
+  const seed = c.kind === "direct" ? (Object.keys(c.members).find((m) => m !== client.state.session.value?.user) ?? c.id) : single ?? c.id;
+  let preview: string = last ? messagePreview(last) : c.portal ? "No messages yet" : c.kind === "group" ? "Group created" : "No messages yet";
+  if (last && c.kind === "group" && !single && !last.deleted && !last.mine) preview = `${authorName(last, contacts)}: ${preview}`;
   return (
     <li>
       <button
@@ -193,12 +199,13 @@ function ConversationItem({ conversation: c }: { conversation: ConversationView 
         data-unread={c.unread}
         onClick={() => openConversation(client, c.id)}
       >
-        <Avatar seed={seed} name={c.title} src={c.avatar} group={c.kind === "group"} />
+        <Avatar seed={seed} name={c.title} src={c.avatar} group={c.kind === "group" && !single} />
         <span class="conversation__main">
           <span class="conversation__row">
             <span class="conversation__title" data-testid="conversation-title">
               {c.title}
             </span>
+            {c.portal && <NetworkBadge portal={c.portal} />}
             <span class="conversation__time">{formatListTime(c.lastTs)}</span>
           </span>
           <span class="conversation__row">
@@ -246,7 +253,7 @@ function SearchResult({ message }: { message: MessageView }): JSX.Element {
             <span class="conversation__time">{formatListTime(message.ts)}</span>
           </span>
           <span class="conversation__preview">
-            {message.mine ? "You" : displayName(message.sender, contacts)}: {messagePreview(message)}
+            {authorName(message, contacts)}: {messagePreview(message)}
           </span>
         </span>
       </button>
