@@ -78,7 +78,10 @@ def parse(document: bytes, address: str) -> ServerSettings:
         root = ElementTree.fromstring(document)  # noqa: S314 - no DTD (checked above)
     except ElementTree.ParseError as exc:
         raise AutoconfigError(f"not XML: {exc}") from exc
-    imap = root.find(".//incomingServer[@type='imap']")
+    imaps = root.findall(".//incomingServer[@type='imap']")
+    # IMAP over TLS from the first byte first (the connector's IMAP has no STARTTLS)
+    imaps.sort(key=lambda e: (e.findtext("socketType") or "").strip().upper() != "SSL")
+    imap = imaps[0] if imaps else None
     smtp = root.find(".//outgoingServer[@type='smtp']")
     if imap is None or smtp is None:
         raise AutoconfigError("no IMAP and SMTP servers named")
