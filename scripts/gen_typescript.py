@@ -138,7 +138,17 @@ def typescript() -> str:
         "export const MESSAGE_TYPE = {",
         *(
             f"  {name.lower()}: {json.dumps(getattr(ev, name))},"
-            for name in ("TEXT", "REACTION", "EDIT", "DELETE", "RECEIPT", "PROFILE", "AVATAR")
+            for name in (
+                "TEXT",
+                "REACTION",
+                "EDIT",
+                "DELETE",
+                "RECEIPT",
+                "PROFILE",
+                "AVATAR",
+                "PORTAL",
+                "RELAY",
+            )
         ),
         f"  stateKey: {json.dumps(statekey.TYPE)},",
         "} as const;",

@@ -195,9 +195,12 @@ async def test_starting_a_chat_with_an_address_elsewhere_opens_an_email_portal(
 
 
 def test_web_message_types_match_the_sdk() -> None:
-    """The web client names portal and relay as taube.client.events does
-    (scripts/gen_typescript.py does not export them yet)."""
-    source = (Path(__file__).resolve().parents[2] / "web/src/client/portals.ts").read_text()
-    assert f'export const PORTAL = "{ev.PORTAL}";' in source
-    assert f'export const RELAY = "{ev.RELAY}";' in source
+    """The web client names portal and relay as taube.client.events does (the
+    types come from the generated web/src/gen/proto.ts, drift-checked)."""
+    web = Path(__file__).resolve().parents[2] / "web/src"
+    generated = (web / "gen/proto.ts").read_text()
+    assert f'  portal: "{ev.PORTAL}",' in generated
+    assert f'  relay: "{ev.RELAY}",' in generated
+    source = (web / "client/portals.ts").read_text()
+    assert "export const PORTAL = MESSAGE_TYPE.portal;" in source
     assert f'export const EMAIL = "{EMAIL}";' in source

@@ -6,15 +6,14 @@
 // answers with a portal message naming itself (`by`), brings the other
 // side's messages in as `text` messages carrying `remote`, and says how it
 // sent the user's messages on in `relay` annotations.
+import { MESSAGE_TYPE } from "../gen/proto";
 import type { Portal, Relayed, Remote } from "./model";
 import type { Sender } from "./types";
 
-// Message types inside the payload (taube.client.events.PORTAL and RELAY;
-// tests/web/test_portals_browser.py checks they match the SDK's).
 /** a conversation's link to a chat on another network */
-export const PORTAL = "portal";
+export const PORTAL = MESSAGE_TYPE.portal;
 /** a connector says how it sent one of the user's messages on */
-export const RELAY = "relay";
+export const RELAY = MESSAGE_TYPE.relay;
 
 /** the network of chat over e-mail */
 export const EMAIL = "email";

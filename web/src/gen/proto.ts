@@ -29,6 +29,8 @@ export const MESSAGE_TYPE = {
   receipt: "receipt",
   profile: "profile",
   avatar: "avatar",
+  portal: "portal",
+  relay: "relay",
   stateKey: "statekey",
 } as const;
 
