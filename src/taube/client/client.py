@@ -122,6 +122,7 @@ class Client:
             self._contacts,
             self._linking,
             self._verification,
+            self._portals,
             self._outbox,
             self._background,
             emit,

@@ -213,12 +213,15 @@ class Messages:
         for row in rows:
             target = row.content.get("target")
             if row.type == ev.RECEIPT:
+                # a receipt a connector brought in is the remote reader's
+                remote = row.remote
+                reader = UserId(remote.sender) if remote is not None else row.sender
                 for read in row.content.get("read", []):
-                    if read in shown and row.sender not in shown[read].read_by:
-                        shown[read].read_by.append(row.sender)
+                    if read in shown and reader not in shown[read].read_by:
+                        shown[read].read_by.append(reader)
                 for delivered in row.content.get("delivered", []):
-                    if delivered in shown and row.sender not in shown[delivered].delivered_to:
-                        shown[delivered].delivered_to.append(row.sender)
+                    if delivered in shown and reader not in shown[delivered].delivered_to:
+                        shown[delivered].delivered_to.append(reader)
                 continue
             message = shown.get(target) if isinstance(target, str) else None
             if message is None or (

@@ -26,6 +26,7 @@ from taube.client.conversations import Conversations, Sender
 from taube.client.errors import ClientError, NotAMember, ServerError
 from taube.client.linking import Linking
 from taube.client.messages import Messages
+from taube.client.portals import Portals
 from taube.client.session import Emit, Session
 from taube.client.verification import Verification
 from taube.crypto import (
@@ -62,6 +63,7 @@ class Receiver:
         contacts: Contacts,
         linking: Linking,
         verification: Verification,
+        portals: Portals,
         sender: Sender,
         background: Background,
         emit: Emit,
@@ -74,6 +76,7 @@ class Receiver:
         self._contacts = contacts
         self._linking = linking
         self._verification = verification
+        self._portals = portals
         self._sender = sender
         self._background = background
         self._emit = emit
@@ -119,9 +122,14 @@ class Receiver:
             self._warn(frame, str(exc))
             return
         payload = decrypted.payload
+        content = payload.content
+        if "remote" in content and not self._speaks_for_remote(frame):
+            # only the user's own devices, or the connector serving the
+            # portal, bring in messages of people on another network
+            content = {k: v for k, v in content.items() if k != "remote"}
         missing = self._newly_missing(sender, frame.conversation, decrypted)
         expires = await self._expiry(frame)
-        for entry in attachments.entries_of(payload.content.get("attachments", [])):
+        for entry in attachments.entries_of(content.get("attachments", [])):
             try:  # before the ack: the blob goes once every device has acknowledged
                 await attachments.download(api, entry, session.profile_dir / "attachments")
             except (ServerError, CryptoError, KeyError, TypeError, msgspec.MsgspecError) as exc:
@@ -135,15 +143,15 @@ class Receiver:
                 DeviceId(frame.sender_device),
                 frame.ts,
                 payload.type,
-                payload.content,
+                content,
                 "received",
                 expires,
                 decrypted.session_id,
             )
             if payload.type == ev.PROFILE:
-                self._contacts.remember(UserId(frame.sender), frame.ts, payload.content)
+                self._contacts.remember(UserId(frame.sender), frame.ts, content)
             elif payload.type == statekey.TYPE:
-                self._conversations.remember_state_key(frame.conversation, payload.content)
+                self._conversations.remember_state_key(frame.conversation, content)
             keys.save()
         if missing:
             self._emit(
@@ -152,6 +160,12 @@ class Receiver:
         if payload.type not in ev.ANNOTATIONS and frame.sender != session.user:
             self._note_delivered(ConversationId(frame.conversation), MessageId(frame.id))
         self._emit(ev.Received(self._messages.message(frame.conversation, frame.id)))
+
+    def _speaks_for_remote(self, frame: frames.Message) -> bool:
+        if UserId(frame.sender) == self._session.user:
+            return True
+        portal = self._portals.get(ConversationId(frame.conversation))
+        return portal is not None and portal.by == frame.sender_device
 
     def _note_delivered(self, conversation: ConversationId, msg_id: MessageId) -> None:
         """Confirm delivery to the sender, a moment later and many ids at once."""
