@@ -27,10 +27,12 @@ WORKLOADS = {
     "synapse": "1:1 delivery and fan-out to 100, side by side with Matrix Synapse",
     "web": "the web app in Chromium: time to interactive, a backlog drained, bundle size",
     "scaleout": "one node against two on PostgreSQL + Redis, and the cost of the Redis hop",
+    "mail": "chat over e-mail: mails in through the connector, send latency beside Delta Chat",
 }
 
-#: ``all`` runs these unless told otherwise (``scaleout`` needs PostgreSQL and Redis)
-DEFAULT_ALL = [name for name in WORKLOADS if name != "scaleout"]
+#: ``all`` runs these unless told otherwise (``scaleout`` needs PostgreSQL and Redis,
+#: ``mail`` Postfix, Dovecot, Delta Chat and root)
+DEFAULT_ALL = [name for name in WORKLOADS if name not in ("scaleout", "mail")]
 
 
 class Workload(Protocol):

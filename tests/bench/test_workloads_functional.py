@@ -10,7 +10,12 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from bench.__main__ import main
+
+from taube.testing.deltachat import DeltaChatCore
+from taube.testing.mailserver import MailServer
+from tests.conftest import missing_service
 
 
 def _run(tmp_path: Path, *argv: str) -> dict[str, Any]:
@@ -115,3 +120,23 @@ def test_attachments_under_load(tmp_path: Path) -> None:
         assert result["download_mb_per_s"] > 0
     assert loaded["load"]["acked"] == loaded["load"]["sent"]
     assert report["load_alone"]["delivered"] == report["load_alone"]["sent"]
+
+
+@pytest.mark.services
+def test_mail_in_and_latency_beside_delta_chat(tmp_path: Path) -> None:
+    reason = MailServer.missing() or DeltaChatCore.missing()
+    if reason:
+        missing_service(reason)
+    report = _run(
+        tmp_path, "mail", "--mails", "6", "--dc-mails", "3", "--probes", "2", "--wait-quiet", "0"
+    )
+    plain, encrypted = report["in_plain"], report["in_encrypted"]
+    assert (plain["received"], plain["encrypted"]) == (6, 0)
+    assert (encrypted["received"], encrypted["encrypted"]) == (3, 3)
+    for path in ("latency_taube_to_deltachat", "latency_deltachat_to_deltachat"):
+        summary = report[path]
+        assert summary["latency_ms"]["count"] == 2
+        assert summary["latency_ms"]["missing"] == 0
+        assert summary["to_smtp_ms"]["count"] == 2
+        assert summary["mismatched"] == 0
+        assert summary["without_padlock"] == 0  # encrypted both ways
