@@ -10,6 +10,8 @@ this file keeps what links them to the other network:
 - ``peers``: what the connector knows of the people on the network (for
   e-mail: their Autocrypt state);
 - ``aside``: items it would not bring in, with the reason;
+- ``tokens``: short-lived secrets of a handshake (e-mail: Secure-Join's
+  invite tokens and the invites being joined), each of one ``kind``;
 - ``kv``: cursors and settings (an IMAP folder's UIDVALIDITY and last UID).
 
 Every write is committed (``synchronous=FULL``) before the call returns.
@@ -43,6 +45,9 @@ CREATE TABLE IF NOT EXISTS peers (
 CREATE TABLE IF NOT EXISTS aside (
     network TEXT NOT NULL, remote_id TEXT NOT NULL, reason TEXT NOT NULL,
     at_ms INTEGER NOT NULL, PRIMARY KEY (network, remote_id));
+CREATE TABLE IF NOT EXISTS tokens (
+    network TEXT NOT NULL, kind TEXT NOT NULL, token TEXT NOT NULL,
+    data TEXT NOT NULL, at_ms INTEGER NOT NULL, PRIMARY KEY (network, kind, token));
 """
 
 
@@ -167,3 +172,31 @@ class ConnectorState:
             " DO UPDATE SET data = excluded.data",
             (network, address.lower(), data),
         )
+
+    # ---------------------------------------------------------------- tokens
+
+    def put_token(self, network: str, kind: str, token: str, data: str, at_ms: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO tokens VALUES (?, ?, ?, ?, ?)",
+            (network, kind, token, data, at_ms),
+        )
+
+    def tokens(self, network: str, kind: str) -> list[tuple[str, str, int]]:
+        """Every ``(token, data, at_ms)`` of ``kind``, newest first (the caller
+        compares them in constant time: a lookup by token would not be)."""
+        return [
+            (str(t), str(d), int(at))
+            for t, d, at in self._db.execute(
+                "SELECT token, data, at_ms FROM tokens WHERE network = ? AND kind = ?"
+                " ORDER BY at_ms DESC",
+                (network, kind),
+            )
+        ]
+
+    def drop_token(self, network: str, kind: str, token: str) -> bool:
+        """Forget a token; False if it was gone already (used up by someone else)."""
+        cursor = self._db.execute(
+            "DELETE FROM tokens WHERE network = ? AND kind = ? AND token = ?",
+            (network, kind, token),
+        )
+        return cursor.rowcount == 1

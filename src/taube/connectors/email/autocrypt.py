@@ -163,6 +163,8 @@ class PeerState:
     prefer_encrypt: PreferEncrypt = PreferEncrypt.NOPREFERENCE
     gossip_timestamp: int | None = None
     gossip_key: PublicKey | None = None
+    #: the key a Secure-Join handshake verified (it wins over Autocrypt's)
+    verified_key: PublicKey | None = None
 
 
 def effective_date(date_header_ms: int | None, received_ms: int) -> int:
@@ -250,6 +252,8 @@ def recommend(
 def _recommend_one(
     peer: PeerState | None, own_prefer: PreferEncrypt, reply_to_encrypted: bool
 ) -> tuple[Recommendation, PublicKey | None]:
+    if peer is not None and peer.verified_key is not None:
+        return Recommendation.ENCRYPT, peer.verified_key
     if peer is None or (peer.public_key is None and peer.gossip_key is None):
         return Recommendation.DISABLE, None
     if peer.public_key is None:

@@ -1,4 +1,5 @@
-"""The Autocrypt state of each correspondent, kept in the connector's state."""
+"""The Autocrypt state of each correspondent, kept in the connector's state,
+with the key a Secure-Join handshake verified (``verified``: its fingerprint)."""
 
 from __future__ import annotations
 
@@ -29,7 +30,12 @@ class Peers:
         peer = self.get(address)
         if peer is None:
             return []
-        return [k for k in (peer.public_key, peer.gossip_key) if k is not None]
+        return [k for k in (peer.verified_key, peer.public_key, peer.gossip_key) if k is not None]
+
+    def verified(self, address: str) -> PublicKey | None:
+        """The key a Secure-Join handshake with ``address`` verified, if any."""
+        peer = self.get(address)
+        return None if peer is None else peer.verified_key
 
 
 def _key(value: Any) -> PublicKey | None:
@@ -51,6 +57,8 @@ def _encode(peer: PeerState) -> bytes:
             "prefer_encrypt": peer.prefer_encrypt.value,
             "gossip_timestamp": peer.gossip_timestamp,
             "gossip_key": _b64(peer.gossip_key),
+            "verified": None if peer.verified_key is None else peer.verified_key.fingerprint,
+            "verified_key": _b64(peer.verified_key),
         }
     )
 
@@ -69,4 +77,13 @@ def _decode(data: bytes) -> PeerState:
         prefer_encrypt=PreferEncrypt(raw.get("prefer_encrypt", PreferEncrypt.NOPREFERENCE.value)),
         gossip_timestamp=raw.get("gossip_timestamp"),
         gossip_key=_key(raw.get("gossip_key")),
+        verified_key=_verified(raw),
     )
+
+
+def _verified(raw: dict[str, Any]) -> PublicKey | None:
+    """The verified key, if it still has the fingerprint stored beside it."""
+    key = _key(raw.get("verified_key"))
+    if key is None or key.fingerprint != raw.get("verified"):
+        return None
+    return key
