@@ -106,7 +106,7 @@ async def test_a_chat_with_someone_on_an_ordinary_mail_client(
     assert letter_to_bob.get_content().strip() == "Hallo Bob, per Mail"
     # unencrypted (no key of his is known): every device of alice's shows so
     await wait_for(lambda: alice.history(chat)[0].relayed is not None)
-    assert alice.history(chat)[0].relayed == ev.Relayed("email", encrypted=False)
+    assert alice.history(chat)[0].relayed == ev.Relayed("email", False, plain_to=(bob.addr,))
     # his answer lands in the same chat, as a reply
     answer = letter(
         "Bob <bob@plain.example>",

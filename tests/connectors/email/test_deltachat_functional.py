@@ -14,13 +14,14 @@ from pathlib import Path
 import pytest
 from deltachat_rpc_client import Account
 
+from taube.client import Client
 from taube.client import events as ev
 from taube.connectors.email.openpgp import PublicKey
 from taube.testing import ServerProcess
 from taube.testing.canary import scan
 from taube.testing.deltachat import DeltaChatCore
 from taube.testing.mailserver import MailServer
-from tests.connectors.conftest import MailUser
+from tests.connectors.conftest import PASSWORD, MailUser
 from tests.connectors.email.test_connector_functional import received, wait_for
 
 pytestmark = pytest.mark.services
@@ -78,6 +79,15 @@ async def test_one_to_one_with_delta_chat_is_encrypted_both_ways(
     snapshot = await next_text(core, dora)
     assert snapshot["text"] == "Hallo Dora, from taube"
     assert snapshot["show_padlock"] is True
+    # read receipts both ways
+    await mail_user.phone.mark_read(conversation, [message.id])
+    await core.wait_for_event(dora, "MsgRead")
+    answer = dora.get_message_by_id(int(str(snapshot["id"])))
+    await core.call(dora.mark_seen_messages, [answer])
+    await wait_for(
+        lambda: "dora@example.net" in mail_user.phone.history(conversation)[-1].read_by,
+        timeout=30,
+    )
     await wait_for(lambda: mail_user.phone.history(conversation)[-1].relayed is not None)
     assert mail_user.phone.history(conversation)[-1].relayed == ev.Relayed("email", True)
     # files both ways: an image and a PDF
@@ -99,3 +109,80 @@ async def test_one_to_one_with_delta_chat_is_encrypted_both_ways(
     needles = [b"Hallo Alice", b"Hallo Dora", b"your paper back", PDF]
     assert scan([server.data_dir, server.log_path], needles) == []
     await asyncio.sleep(0)
+
+
+async def test_a_group_of_taube_delta_chat_and_plain_mail_members(
+    tmp_path: Path,
+    server: ServerProcess,
+    mail: MailServer,
+    core: DeltaChatCore,
+    mail_user: MailUser,
+) -> None:
+    from tests.connectors.email.test_connector_functional import inbox
+
+    alice = mail_user.phone
+    async with Client(tmp_path / "bob") as bob:
+        await bob.register(server.url, "bob@example.org", PASSWORD)
+        await bob.sync()
+        dora = await delta_chat_user(core, mail, mail_user)
+        carol = mail.add_user("carol@plain.example")
+        # dora wrote to alice before: her key is known
+        contact = await core.call(dora.get_contact_by_addr, mail_user.mailbox.addr)
+        assert contact is not None
+        await core.call((await core.call(contact.create_chat)).send_text, "hi")
+        await received(alice, 1, timeout=60)
+
+        group = await alice.create_group([bob.user, "dora@example.net", carol.addr])
+        await alice.rename(group, "Ausflug")
+        assert alice.portal(group) is not None
+        await alice.send_text(group, "Wer kommt mit?")
+        [at_bob] = await received(bob, 1)
+        assert (at_bob.conversation, at_bob.text) == (group, "Wer kommt mit?")
+        snapshot = await next_text(core, dora)
+        assert snapshot["text"] == "Wer kommt mit?"
+        assert snapshot["show_padlock"] is True
+        dc_group = dora.get_chat_by_id(int(str(snapshot["chat_id"])))
+        assert (await core.call(dc_group.get_basic_snapshot)).name == "Ausflug"
+        await wait_for(lambda: len(inbox(carol)) == 1)
+        [at_carol] = inbox(carol)
+        assert at_carol.get_content_type() != "multipart/encrypted"
+        assert at_carol["Chat-Group-Name"] == "Ausflug"
+        # every device of alice's says who got it unencrypted
+        await wait_for(lambda: alice.history(group)[-1].relayed is not None)
+        assert alice.history(group)[-1].relayed == ev.Relayed(
+            "email", False, plain_to=(carol.addr,)
+        )
+        # dora answers in the group: alice and bob read it in the same conversation
+        await core.call(dc_group.send_text, "Ich!")
+        [from_dora] = await received(bob, 1, timeout=60)
+        assert (from_dora.conversation, from_dora.text) == (group, "Ich!")
+        assert from_dora.remote == ev.Remote("email", "dora@example.net", "Dora", encrypted=True)
+        # alice removes carol: the group's next mail says so
+        await alice.remove_member(group, carol.addr)
+        await alice.send_text(group, "Carol kann nicht")
+        snapshot = await next_text(core, dora)
+        assert snapshot["text"] == "Carol kann nicht"
+        await wait_for(lambda: len(inbox(carol)) == 2)
+        assert inbox(carol)[-1]["Chat-Group-Member-Removed"] == carol.addr
+
+
+async def test_a_delta_chat_group_appears_as_a_conversation(
+    mail: MailServer, core: DeltaChatCore, mail_user: MailUser
+) -> None:
+    dora = await delta_chat_user(core, mail, mail_user)
+    contact = await core.call(dora.get_contact_by_addr, mail_user.mailbox.addr)
+    assert contact is not None
+    dc_group = await core.call(dora.create_group, "Chor")
+    await core.call(dc_group.add_contact, contact)
+    await core.call(dc_group.send_text, "Probe am Dienstag")
+    [message] = await received(mail_user.phone, 1, timeout=60)
+    assert message.text == "Probe am Dienstag"
+    portal = mail_user.phone.portal(message.conversation)
+    assert portal is not None
+    assert portal.chat.startswith("group:")
+    assert portal.peers == ("dora@example.net",)
+    assert mail_user.phone.title(message.conversation) == "Chor"
+    # alice answers in the group, from taube
+    await mail_user.phone.send_text(message.conversation, "Ich bin dabei")
+    snapshot = await next_text(core, dora)
+    assert (snapshot["text"], snapshot["chat_id"]) == ("Ich bin dabei", dc_group.id)

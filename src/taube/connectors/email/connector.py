@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import json
 import logging
 import mimetypes
 import tempfile
@@ -33,7 +34,7 @@ from typing import Any
 from taube.client import Client, Received
 from taube.client import events as ev
 from taube.client.portals import EMAIL
-from taube.connectors.email import chatmail, smtp
+from taube.connectors.email import chatmail, mdn, smtp
 from taube.connectors.email.account import SECRET_NAME, MailAccount
 from taube.connectors.email.autocrypt import (
     AutocryptHeader,
@@ -45,8 +46,9 @@ from taube.connectors.email.autocrypt import (
     update_peer_gossip,
 )
 from taube.connectors.email.imap import ImapError, Mailbox
-from taube.connectors.email.openpgp import MailKey
+from taube.connectors.email.openpgp import MailKey, PublicKey
 from taube.connectors.email.peers import Peers
+from taube.connectors.email.securejoin import Handshake, SecureJoin
 from taube.connectors.retry import Backoff
 from taube.connectors.state import ConnectorState
 from taube.proto.ids import ConversationId, MessageId
@@ -106,6 +108,7 @@ class EmailConnector:
         self._on_progress = on_progress
         self.progress = Progress()
         self.key = load_key(client, account.address)
+        self.secure_join = SecureJoin(client, account, self.key, state, self.peers, clock)
         self._relay_wake = asyncio.Event()
         if state.get("email:since") is None:
             state.put("email:since", str(clock()))
@@ -135,6 +138,24 @@ class EmailConnector:
         return AutocryptHeader(
             self.account.address, self.key.public_key, PreferEncrypt.MUTUAL
         ).to_value()
+
+    def invite(self) -> str:
+        """A Secure-Join invite link (Delta Chat scans it as a QR code or opens
+        it): whoever joins with it gets a verified, encrypted 1:1 chat, a portal
+        conversation here. Each invite works for one person, for 7 days."""
+        name = self.account.display_name or (self._own_name() or "")
+        return self.secure_join.invite(name)
+
+    async def join(self, qr: str) -> ConversationId:
+        """Join a Delta Chat user's Secure-Join invite (``get_qr_code()``'s text).
+
+        Opens the portal conversation for the inviter and sends the first
+        handshake mail; returns at once. The rest comes with the inviter's
+        answers while ``run`` is running: their key, checked against the
+        invite's fingerprint, becomes the verified key of the chat
+        (``peers.verified``). Raises ``securejoin.InviteError`` for text that
+        is not a setup-contact invite."""
+        return await self.secure_join.join(qr)
 
     async def run(self) -> None:
         """Relay both ways until cancelled (the client must be connected)."""
@@ -222,8 +243,15 @@ class EmailConnector:
 
     async def bring_in(self, raw: bytes) -> BroughtIn | None:
         """Make ``raw`` a taube message (``None``: not for a chat, left alone).
-        Raises ``MailError`` for a mail to keep aside."""
-        mail = chatmail.parse(raw, self.key, self.peers.keys_of)
+        Raises ``MailError`` for a mail to keep aside. Secure-Join handshake
+        mails are dealt with (or refused) and handled, never shown."""
+        try:
+            mail = chatmail.parse(raw, self.key, self.peers.keys_of)
+        except chatmail.MailError:
+            handshake = await self.secure_join.bring_in_password_mail(raw)
+            if handshake is None:
+                raise
+            return self._handshake_done(handshake)
         own = self.account.address.lower()
         known = self.state.message_id_of(NETWORK, mail.message_id)
         if known is not None:  # brought in before (or our own, sent from here)
@@ -231,6 +259,9 @@ class EmailConnector:
             return BroughtIn(mail.message_id, found or ConversationId(""), known)
         if mail.from_addr == own:
             return None  # sent by another client of this account
+        handshake = await self.secure_join.bring_in(mail)
+        if handshake is not None:
+            return self._handshake_done(handshake)
         self._learn_keys(mail)
         conversation = await self._portal_for(mail)
         if conversation is None:
@@ -261,8 +292,16 @@ class EmailConnector:
             if mail.attachments:
                 content["attachments"] = await self._upload(mail.attachments)
             await self.client.send(conversation, ev.TEXT, content, msg_id=msg_id)
+            if mail.disposition_to and mail.encrypted:  # a read receipt is wanted
+                self.state.put(f"mdn:{msg_id}", mail.message_id)
         self._count(brought_in=1)
         return BroughtIn(mail.message_id, conversation, msg_id)
+
+    def _handshake_done(self, handshake: Handshake) -> BroughtIn:
+        """A handshake mail is handled (moved away) like a chat mail, but no
+        message is made of it."""
+        msg_id = self.state.message_id_for(NETWORK, handshake.remote_id)
+        return BroughtIn(handshake.remote_id, handshake.conversation or ConversationId(""), msg_id)
 
     def _learn_keys(self, mail: chatmail.ChatMail) -> None:
         """Autocrypt: the sender's key from its header, members' from gossip."""
@@ -369,9 +408,10 @@ class EmailConnector:
             elif portal.by != client.device:
                 continue  # another connector device serves it
             for message in client.history(conversation, limit=1000):
+                if message.remote is not None and client.user in message.read_by:
+                    await self._send_receipt(message)
                 if (
-                    message.sender != client.user
-                    or message.remote is not None
+                    message.remote is not None
                     or message.type != ev.TEXT
                     or message.deleted
                     or message.status not in ("sent", "received")
@@ -386,59 +426,106 @@ class EmailConnector:
     async def _send_out(
         self, conversation: ConversationId, portal: ev.Portal, message: ev.Message
     ) -> None:
+        """One message of the conversation as chat mail: encrypted to every
+        peer whose key is known, in plain to the others (told in the relay
+        annotation, so every device of the user shows it)."""
         own = self.account.address
         peers = [p for p in portal.peers if p.lower() != own.lower()]
-        advice = recommend({p: self.peers.get(p) for p in peers})
         group = portal.chat.removeprefix("group:") if portal.chat.startswith("group:") else None
-        gossip = (
-            [AutocryptHeader(addr, key).to_value() for addr, key in advice.target_keys.items()]
-            if group and advice.can_encrypt
-            else []
-        )
+        added, removed = self._membership_news(conversation, peers) if group else (None, None)
+        recipients = [*peers, removed] if removed else peers
+        keys = {p: k for p in recipients if (k := self._key_for(p)) is not None}
+        plain = [p for p in recipients if p not in keys]
         reply = None
         if message.reply_to:
             reply = self.state.remote_id_of(NETWORK, message.reply_to)
-        name = self.account.display_name or (self._own_name() or "")
         mail = chatmail.OutgoingMail(
             message_id=f"{message.id}@{own.partition('@')[2]}",
             from_addr=own,
-            from_name=name,
-            recipients=peers,
+            from_name=self._name_of(message),
+            recipients=recipients,
             date=datetime.fromtimestamp(message.ts / 1000, UTC),
             text=message.text,
             attachments=await self._attachments_of(message),
             group_id=group,
-            group_name=portal.title if group else None,
+            group_name=(self.client.title(conversation) or portal.title) if group else None,
+            member_added=added,
+            member_removed=removed,
             in_reply_to=reply,
             disposition_to=own,
             autocrypt=self.autocrypt_header,
-            gossip=gossip,
         )
-        built = chatmail.build(mail)
-        if advice.can_encrypt:
-            built = chatmail.encrypt(
-                built, advice.target_keys.values(), self.key, datetime.now(UTC)
-            )
-        relay: dict[str, Any] = {
-            "target": message.id,
-            "network": NETWORK,
-            "encrypted": advice.can_encrypt,
-        }
+        relay: dict[str, Any] = {"target": message.id, "network": NETWORK, "encrypted": not plain}
+        if plain:
+            relay["plain_to"] = plain
         try:
-            await smtp.send(self.account, built, peers)
+            if keys:
+                if group:  # so every member can encrypt to every other
+                    mail.gossip = [AutocryptHeader(a, k).to_value() for a, k in keys.items()]
+                encrypted = chatmail.encrypt(
+                    chatmail.build(mail), keys.values(), self.key, datetime.now(UTC)
+                )
+                await smtp.send(self.account, encrypted, list(keys))
+            if plain:
+                mail.gossip = []
+                await smtp.send(self.account, chatmail.build(mail), plain)
         except smtp.SmtpError as exc:
             if not exc.permanent:
                 raise
             relay["error"] = str(exc)
         self.state.mark_relayed(
-            NETWORK,
-            message.id,
-            mail.message_id,
-            encrypted=advice.can_encrypt,
-            at_ms=self.clock(),
+            NETWORK, message.id, mail.message_id, encrypted=not plain, at_ms=self.clock()
         )
+        if group:
+            self.state.put(f"announced:{conversation}", json.dumps(sorted(peers)))
         await self.client.send(conversation, ev.RELAY, relay)
         self._count(relayed=1)
+
+    async def _send_receipt(self, message: ev.Message) -> None:
+        """The user read a mail that asked for a receipt: send it (once, and
+        only encrypted: Delta Chat drops plain ones)."""
+        remote = message.remote
+        original = self.state.get(f"mdn:{message.id}")
+        if remote is None or original is None or self.state.get(f"mdn-sent:{message.id}"):
+            return
+        key = self._key_for(remote.sender)
+        if key is not None:
+            own = self.account.address
+            receipt = mdn.build(
+                from_addr=own,
+                to=remote.sender,
+                message_id=f"mdn.{message.id}@{own.partition('@')[2]}",
+                original=original,
+                date=datetime.now(UTC),
+                autocrypt=self.autocrypt_header,
+            )
+            sealed = chatmail.encrypt(receipt, [key], self.key, datetime.now(UTC))
+            await smtp.send(self.account, sealed, [remote.sender])
+        self.state.put(f"mdn-sent:{message.id}", "1")
+
+    def _key_for(self, address: str) -> PublicKey | None:
+        advice = recommend({address: self.peers.get(address)})
+        return advice.target_keys.get(address) if advice.can_encrypt else None
+
+    def _membership_news(
+        self, conversation: ConversationId, peers: list[str]
+    ) -> tuple[str | None, str | None]:
+        """A member added and one removed since the last mail of the group
+        (one of each per mail, as Delta Chat reads them)."""
+        known = self.state.get(f"announced:{conversation}")
+        if known is None:
+            return None, None  # the group's first mail names every member
+        before = set(json.loads(known))
+        added = sorted(set(peers) - before)
+        removed = sorted(before - set(peers))
+        return (added[0] if added else None), (removed[0] if removed else None)
+
+    def _name_of(self, message: ev.Message) -> str:
+        """The From name: the user's own, or the taube member who wrote it."""
+        if message.sender == self.client.user:
+            return self.account.display_name or (self._own_name() or "")
+        contact = self.client.contact(message.sender)
+        return contact.name if contact is not None and contact.name else message.sender
 
     def _own_name(self) -> str | None:
         own = self.client.contact(self.client.user)
