@@ -173,6 +173,50 @@ async def mail_status(client: Client, args: argparse.Namespace) -> int:
     return 0
 
 
+async def mail_invite(client: Client, args: argparse.Namespace) -> int:
+    _, connector_module = _connector_modules()
+    connector = _open(connector_module, client)
+    try:
+        link = connector.invite()
+    finally:
+        connector.state.close()
+    _out(
+        args,
+        {"invite": link},
+        f"{link}\nshow it as a QR code or send it; whoever joins gets a verified,"
+        " encrypted chat (keep `taube mail run` running). Good for one person, 7 days.",
+    )
+    return 0
+
+
+async def mail_join(client: Client, args: argparse.Namespace) -> int:
+    _, connector_module = _connector_modules()
+    from taube.connectors.email.securejoin import InviteError
+
+    connector = _open(connector_module, client)
+    try:
+        await client.sync(timeout=60)
+        conversation = await connector.join(args.invite)
+        await client.flush()
+    except InviteError as exc:
+        raise ClientError(f"not a Delta Chat contact invite: {exc}") from exc
+    finally:
+        connector.state.close()
+    _out(
+        args,
+        {"conversation": conversation},
+        f"asked to join ({conversation}); `taube mail run` completes it",
+    )
+    return 0
+
+
+def _open(connector_module: Any, client: Client) -> Any:
+    try:
+        return connector_module.EmailConnector.open(client)
+    except LookupError as exc:
+        raise ClientError(str(exc)) from exc
+
+
 def add_mail_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mail = sub.add_parser("mail", help="chat over e-mail (the e-mail connector)").add_subparsers(
         dest="action", required=True
@@ -194,3 +238,9 @@ def add_mail_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     mail.add_parser("status", help="the account, its key, chats and mails kept aside").set_defaults(
         handler=mail_status
     )
+    mail.add_parser(
+        "invite", help="a Secure-Join invite link for a Delta Chat user (verified first contact)"
+    ).set_defaults(handler=mail_invite)
+    p = mail.add_parser("join", help="join a Delta Chat user's invite (their QR code's text)")
+    p.add_argument("invite")
+    p.set_defaults(handler=mail_join)

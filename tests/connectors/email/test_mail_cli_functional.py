@@ -18,6 +18,7 @@ import pytest
 from taube.client import Client
 from taube.proto.ids import ConversationId
 from taube.testing import ServerProcess
+from taube.testing.deltachat import DeltaChatCore
 from taube.testing.mailserver import MailServer
 from tests.connectors.conftest import PASSWORD
 from tests.connectors.email.test_connector_functional import inbox, wait_for
@@ -123,3 +124,35 @@ async def test_sigkill_during_a_fetch_of_200_mails_loses_nothing_and_shows_nothi
         conversation = ConversationId(phone.find_portal("email", erin.addr) or "")
         texts = [m.text for m in phone.history(conversation, limit=1000)]
         assert sorted(texts) == sorted(f"mail number {i}" for i in range(MAILS))
+
+
+async def test_a_delta_chat_user_joins_the_invite_from_the_terminal(
+    tmp_path: Path, server: ServerProcess, mail: MailServer, core: DeltaChatCore
+) -> None:
+    box = mail.add_user("alice@example.org")
+    async with Client(tmp_path / "phone") as phone:
+        code = await phone.register(server.url, box.addr, PASSWORD)
+        async with Client(tmp_path / "device") as device:
+            await device.login(server.url, box.addr, PASSWORD, code)
+        taube(
+            tmp_path / "device",
+            "mail",
+            "connect",
+            box.addr,
+            *("--imap-host", box.imap_host, "--imap-port", str(box.imap_port)),
+            *("--imap-security", "plain", "--smtp-host", box.smtp_host),
+            *("--smtp-port", str(box.smtp_port), "--smtp-security", "plain"),
+            env={"TAUBE_MAIL_PASSWORD": box.password},
+        )
+        link = taube(tmp_path / "device", "mail", "invite").strip().splitlines()[0]
+        assert link.startswith("https://i.delta.chat/#")
+        connector = run_connector(tmp_path / "device", tmp_path / "connector.log")
+        try:
+            dora = await core.configured_account(mail.add_user("dora@example.net"))
+            await core.call(dora.secure_join, link)
+            await core.wait_for_event(dora, "SecurejoinJoinerProgress", progress=1000)
+            await phone.sync(timeout=30)
+            await wait_for(lambda: phone.find_portal("email", "dora@example.net") is not None)
+        finally:
+            connector.terminate()
+            connector.wait(10)
