@@ -13,7 +13,6 @@ Times are integer milliseconds since the epoch. A peer state is immutable:
 from __future__ import annotations
 
 import base64
-import binascii
 from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from enum import StrEnum
@@ -107,7 +106,7 @@ class AutocryptHeader:
         try:
             raw = base64.b64decode("".join(attributes["keydata"].split()), validate=True)
             key = PublicKey.from_bytes(raw)
-        except (binascii.Error, MalformedError) as e:
+        except (ValueError, MalformedError) as e:  # binascii.Error, or non-ASCII
             raise AutocryptHeaderError("keydata is not a usable OpenPGP key") from e
         prefer = attributes.get("prefer-encrypt")
         prefer_encrypt = (

@@ -110,6 +110,10 @@ class EmailConnector:
         self.key = load_key(client, account.address)
         self.secure_join = SecureJoin(client, account, self.key, state, self.peers, clock)
         self._relay_wake = asyncio.Event()
+        #: the SMTP session mail leaves by
+        self.outgoing = smtp.Submission(account)
+        #: conversations to look through for messages to send (None: all)
+        self._dirty: set[ConversationId] | None = None
         if state.get("email:since") is None:
             state.put("email:since", str(clock()))
 
@@ -159,10 +163,13 @@ class EmailConnector:
 
     async def run(self) -> None:
         """Relay both ways until cancelled (the client must be connected)."""
-        async with asyncio.TaskGroup() as tasks:
-            tasks.create_task(self._receive_loop())
-            tasks.create_task(self._relay_loop())
-            tasks.create_task(self._watch())
+        try:
+            async with asyncio.TaskGroup() as tasks:
+                tasks.create_task(self._receive_loop())
+                tasks.create_task(self._relay_loop())
+                tasks.create_task(self._watch())
+        finally:
+            await asyncio.shield(self.outgoing.close())
 
     # ================================================================ in
 
@@ -367,12 +374,17 @@ class EmailConnector:
     # ================================================================ out
 
     async def _watch(self) -> None:
-        """Wake the relay whenever something arrives in a conversation."""
+        """Wake the relay for the conversation something arrived in."""
         async for event in self.client.events():
             if isinstance(event, Received):
+                if self._dirty is not None:  # (None: all of them anyway)
+                    self._dirty.add(event.message.conversation)
                 self._relay_wake.set()
 
     def wake(self) -> None:
+        """Look through every portal now (messages this device sent itself
+        arrive as no event)."""
+        self._dirty = None
         self._relay_wake.set()
 
     async def _relay_loop(self) -> None:
@@ -382,24 +394,26 @@ class EmailConnector:
                 async with asyncio.timeout(RELAY_INTERVAL):
                     await self._relay_wake.wait()
             except TimeoutError:
-                pass
+                self._dirty = None  # now and then, every portal
             self._relay_wake.clear()
+            only, self._dirty = self._dirty, set()
             try:
-                await self.relay_pending()
+                await self.relay_pending(only)
                 backoff.reset()
             except (OSError, TimeoutError, smtp.SmtpError) as exc:
                 delay = backoff.next()
                 log.warning("sending mail: %s; again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
-                self._relay_wake.set()
+                self.wake()
 
-    async def relay_pending(self) -> int:
-        """Send out the user's messages in the portals this connector serves."""
+    async def relay_pending(self, only: set[ConversationId] | None = None) -> int:
+        """Send out the user's messages in the portals this connector serves
+        (``only``: in these conversations; ``None``: in all)."""
         client = self.client
         since = int(self.state.get("email:since") or 0) - RELAY_GRACE_MS
         sent = 0
         for conversation, portal in client.portals().items():
-            if portal.network != NETWORK:
+            if portal.network != NETWORK or (only is not None and conversation not in only):
                 continue
             if portal.by is None:  # opened by one of the user's devices: serve it
                 await client.update_portal(
@@ -465,10 +479,10 @@ class EmailConnector:
                 encrypted = chatmail.encrypt(
                     chatmail.build(mail), keys.values(), self.key, datetime.now(UTC)
                 )
-                await smtp.send(self.account, encrypted, list(keys))
+                await self.outgoing.send(encrypted, list(keys))
             if plain:
                 mail.gossip = []
-                await smtp.send(self.account, chatmail.build(mail), plain)
+                await self.outgoing.send(chatmail.build(mail), plain)
         except smtp.SmtpError as exc:
             if not exc.permanent:
                 raise
@@ -500,7 +514,7 @@ class EmailConnector:
                 autocrypt=self.autocrypt_header,
             )
             sealed = chatmail.encrypt(receipt, [key], self.key, datetime.now(UTC))
-            await smtp.send(self.account, sealed, [remote.sender])
+            await self.outgoing.send(sealed, [remote.sender])
         self.state.put(f"mdn-sent:{message.id}", "1")
 
     def _key_for(self, address: str) -> PublicKey | None:
