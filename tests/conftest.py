@@ -16,6 +16,8 @@ from typing import NoReturn, Protocol
 import pytest
 
 from taube.testing import RawClient, ServerProcess
+from taube.testing.deltachat import DeltaChatCore
+from taube.testing.mailserver import MailServer
 
 _names = itertools.count()
 
@@ -45,6 +47,26 @@ class Endpoint(Protocol):
 
     @property
     def url(self) -> str: ...
+
+
+@pytest.fixture
+def mail(tmp_path: Path) -> Iterator[MailServer]:
+    """A private Postfix + Dovecot on loopback (``taube.testing.mailserver``)."""
+    reason = MailServer.missing()
+    if reason:
+        missing_service(reason)
+    with MailServer(tmp_path / "mail") as server:
+        yield server
+
+
+@pytest.fixture
+async def core(tmp_path: Path) -> AsyncIterator[DeltaChatCore]:
+    """A real Delta Chat core (``taube.testing.deltachat``)."""
+    reason = DeltaChatCore.missing()
+    if reason:
+        missing_service(reason)
+    async with DeltaChatCore(tmp_path / "deltachat") as running:
+        yield running
 
 
 @pytest.fixture

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -16,30 +16,10 @@ from taube.connectors.email.account import SECRET_NAME, MailAccount, Security
 from taube.connectors.email.connector import EmailConnector
 from taube.connectors.state import ConnectorState
 from taube.testing import ServerProcess
-from taube.testing.deltachat import DeltaChatCore
 from taube.testing.mailserver import MailAccount as Mailbox
 from taube.testing.mailserver import MailServer
-from tests.conftest import missing_service
 
 PASSWORD = "correct horse battery staple"
-
-
-@pytest.fixture
-def mail(tmp_path: Path) -> Iterator[MailServer]:
-    reason = MailServer.missing()
-    if reason:
-        missing_service(reason)
-    with MailServer(tmp_path / "mail") as server:
-        yield server
-
-
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[DeltaChatCore]:
-    reason = DeltaChatCore.missing()
-    if reason:
-        missing_service(reason)
-    async with DeltaChatCore(tmp_path / "deltachat") as running:
-        yield running
 
 
 def account_of(box: Mailbox) -> MailAccount:

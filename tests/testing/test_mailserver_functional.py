@@ -16,34 +16,14 @@ import imaplib
 import re
 import smtplib
 import time
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from taube.testing.deltachat import DeltaChatCore
 from taube.testing.mailserver import MailAccount, MailServer
-from tests.conftest import missing_service
 
 pytestmark = pytest.mark.services
-
-
-@pytest.fixture
-def mail(tmp_path: Path) -> Iterator[MailServer]:
-    reason = MailServer.missing()
-    if reason:
-        missing_service(reason)
-    with MailServer(tmp_path / "mail") as server:
-        yield server
-
-
-@pytest.fixture
-async def core(tmp_path: Path) -> AsyncIterator[DeltaChatCore]:
-    reason = DeltaChatCore.missing()
-    if reason:
-        missing_service(reason)
-    async with DeltaChatCore(tmp_path / "deltachat") as running:
-        yield running
 
 
 def letter(sender: str, to: str, subject: str, body: str) -> email.message.EmailMessage:

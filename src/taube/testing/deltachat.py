@@ -26,10 +26,10 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import TYPE_CHECKING, ParamSpec, Self, TypeVar
+from typing import TYPE_CHECKING, ParamSpec, TypeVar
 
 from taube.testing.mailserver import MailAccount
+from taube.testing.services import Service
 
 if TYPE_CHECKING:
     from deltachat_rpc_client import Account, AttrDict, DeltaChat, Rpc
@@ -47,7 +47,7 @@ def rpc_server_path() -> str | None:
     return shutil.which(BINARY)
 
 
-class DeltaChatCore:
+class DeltaChatCore(Service):
     """One ``deltachat-rpc-server`` process; ``dc`` is its account manager."""
 
     def __init__(self, directory: Path) -> None:
@@ -157,27 +157,3 @@ class DeltaChatCore:
     async def call(self, fn: Callable[P, T], *args: P.args, **kwargs: P.kwargs) -> T:
         """``fn(*args, **kwargs)`` (a blocking client method) in a worker thread."""
         return await asyncio.to_thread(fn, *args, **kwargs)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)

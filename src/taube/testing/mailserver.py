@@ -18,7 +18,6 @@ PID in its pid file. The machine's own daemons are never touched.
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import grp
 import os
@@ -33,10 +32,8 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
-from typing import Self
 
-from taube.testing.services import _Child, free_port
+from taube.testing.services import Service, _Child, free_port
 
 DOVECOT = "/usr/sbin/dovecot"
 POSTFIX = "/usr/sbin/postfix"
@@ -191,7 +188,7 @@ class _Dovecot(_Child):
         self.proc = self._spawn([DOVECOT, "-F", "-c", str(self.directory / "dovecot.conf")])
 
 
-class MailServer:
+class MailServer(Service):
     """A private Dovecot (IMAP, LMTP) and Postfix (SMTP, submission) on loopback.
 
     ``with MailServer(tmp_path) as mail:`` or ``async with``; then
@@ -337,30 +334,6 @@ class MailServer:
             with contextlib.suppress(OSError):
                 parts.append(f"--- {name}\n{(base / name).read_text('utf-8', 'replace')}")
         return "\n".join(parts)
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    async def __aenter__(self) -> Self:
-        await asyncio.to_thread(self.start)
-        return self
-
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        await asyncio.to_thread(self.stop)
 
     # ------------------------------------------------------------ users
 

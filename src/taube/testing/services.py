@@ -15,6 +15,7 @@ it cannot run here (the binary is not installed), for a skip message.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import pwd
@@ -61,6 +62,41 @@ def _find(name: str, candidates: Sequence[str]) -> str | None:
     if found:
         return found
     return next((c for c in candidates if os.access(c, os.X_OK)), None)
+
+
+class Service:
+    """Something a test starts and stops: ``with`` it, or ``async with`` it
+    (then ``start`` and ``stop`` run in a worker thread)."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        self.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> Self:
+        await asyncio.to_thread(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await asyncio.to_thread(self.stop)
 
 
 class _Child:
