@@ -53,7 +53,7 @@ from typing import TYPE_CHECKING, Any
 from bench import harness, loadgen
 from taube.client import Client, Received
 from taube.client import events as ev
-from taube.connectors.email.account import MailAccount, Security
+from taube.connectors.email.account import MailAccount
 from taube.connectors.email.connector import EmailConnector, Progress
 from taube.connectors.state import ConnectorState
 from taube.proto.ids import ConversationId
@@ -132,15 +132,9 @@ class PhoneInbox:
 
 
 def _account_of(box: Mailbox) -> MailAccount:
-    return MailAccount(
-        address=box.addr,
-        password=box.password,
-        imap_host=box.imap_host,
-        imap_port=box.imap_port,
-        imap_security=Security.PLAIN,
-        smtp_host=box.smtp_host,
-        smtp_port=box.smtp_port,
-        smtp_security=Security.PLAIN,
+    """The connector's settings for a mailbox of the test mail server."""
+    return MailAccount.on_loopback(
+        box.addr, box.password, box.imap_host, box.imap_port, box.smtp_port
     )
 
 

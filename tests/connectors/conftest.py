@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from taube.client import Client
-from taube.connectors.email.account import SECRET_NAME, MailAccount, Security
+from taube.connectors.email.account import SECRET_NAME, MailAccount
 from taube.connectors.email.connector import EmailConnector
 from taube.connectors.state import ConnectorState
 from taube.testing import ServerProcess
@@ -24,15 +24,8 @@ PASSWORD = "correct horse battery staple"
 
 def account_of(box: Mailbox) -> MailAccount:
     """The connector's settings for a mailbox of the test mail server."""
-    return MailAccount(
-        address=box.addr,
-        password=box.password,
-        imap_host=box.imap_host,
-        imap_port=box.imap_port,
-        imap_security=Security.PLAIN,
-        smtp_host=box.smtp_host,
-        smtp_port=box.smtp_port,
-        smtp_security=Security.PLAIN,
+    return MailAccount.on_loopback(
+        box.addr, box.password, box.imap_host, box.imap_port, box.smtp_port
     )
 
 

@@ -35,6 +35,22 @@ class MailAccount(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     #: the name shown in From (the user's taube display name if empty)
     display_name: str = ""
 
+    @classmethod
+    def on_loopback(
+        cls, address: str, password: str, host: str, imap_port: int, smtp_port: int
+    ) -> MailAccount:
+        """Plain IMAP and SMTP on a mail server of this machine (tests, benchmarks)."""
+        return cls(
+            address=address,
+            password=password,
+            imap_host=host,
+            imap_port=imap_port,
+            imap_security=Security.PLAIN,
+            smtp_host=host,
+            smtp_port=smtp_port,
+            smtp_security=Security.PLAIN,
+        )
+
     @property
     def login(self) -> str:
         return self.user or self.address
