@@ -14,7 +14,8 @@ import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
+
+from taube.testing.services import Service
 
 _READY = re.compile(rb"taube serving on (http://\S+)")
 
@@ -29,7 +30,7 @@ TEST_ENV = {
 }
 
 
-class ServerProcess:
+class ServerProcess(Service):
     def __init__(self, data_dir: Path, env: Mapping[str, str] | None = None, port: int = 0) -> None:
         self.data_dir = data_dir
         self.env = {**TEST_ENV, **(env or {})}
@@ -113,15 +114,3 @@ class ServerProcess:
 
     def logs(self) -> str:
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> ServerProcess:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()

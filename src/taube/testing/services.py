@@ -71,7 +71,8 @@ class Service:
     def start(self) -> None:
         raise NotImplementedError
 
-    def stop(self) -> None:
+    def stop(self) -> object:
+        """Stop it (what it returns is the service's own business)."""
         raise NotImplementedError
 
     def __enter__(self) -> Self:
@@ -99,7 +100,7 @@ class Service:
         await asyncio.to_thread(self.stop)
 
 
-class _Child:
+class _Child(Service):
     """A service process of ours: started, stopped by its PID."""
 
     what = "service"
@@ -137,21 +138,6 @@ class _Child:
 
     def logs(self) -> str:
         return self.log_path.read_text("utf-8", "replace") if self.log_path.exists() else ""
-
-    def __enter__(self) -> Self:
-        self.start()
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
-
-    def start(self) -> None:
-        raise NotImplementedError
 
 
 # ---------------------------------------------------------------- nginx
