@@ -9,7 +9,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from taube.proto import http
+from taube.proto import http, people
 from taube.proto.keys import IdentityKey
 from taube.proto.state import StateEvent
 
@@ -194,6 +194,75 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         "Download an encrypted attachment",
         raw_response=True,
         errors=(404,),
+    ),
+    Endpoint(
+        "create_invite",
+        "POST",
+        "/invites",
+        "Register an invite link's id (the link's secret stays with the inviter)",
+        request=people.NewInvite,
+        response=people.Invite,
+        status=201,
+        errors=(400, 409, 429),
+    ),
+    Endpoint(
+        "revoke_invite",
+        "DELETE",
+        "/invites/{invite}",
+        "Revoke one of the caller's invites",
+        status=204,
+        errors=(404,),
+    ),
+    Endpoint(
+        "check_invite",
+        "POST",
+        "/invites/check",
+        "Whether an invite can still be used, and whose it is (before signing up)",
+        request=people.InviteRef,
+        response=people.Invite,
+        auth=False,
+        errors=(404, 410, 429),
+    ),
+    Endpoint(
+        "redeem_invite",
+        "POST",
+        "/invites/redeem",
+        "Use an invite up (again by the same user: the same answer)",
+        request=people.InviteRef,
+        response=people.Invite,
+        errors=(404, 410, 429),
+    ),
+    Endpoint(
+        "get_privacy",
+        "GET",
+        "/privacy",
+        "The account's privacy settings (presence, directory)",
+        response=people.Privacy,
+    ),
+    Endpoint(
+        "set_privacy",
+        "PUT",
+        "/privacy",
+        "Change the account's privacy settings",
+        request=people.Privacy,
+        response=people.Privacy,
+    ),
+    Endpoint(
+        "get_presence",
+        "GET",
+        "/presence/{user}",
+        "Online and last seen of a user, as far as their privacy setting lets the caller see",
+        response=people.Presence,
+        errors=(429,),
+    ),
+    Endpoint(
+        "search_directory",
+        "POST",
+        "/directory/search",
+        "People who chose to be found, by name (rate-limited)",
+        request=people.DirectoryQuery,
+        response=people.DirectoryResults,
+        errors=(429,),
     ),
 )
 

@@ -23,6 +23,7 @@ class ErrorCode(enum.StrEnum):
     NOT_FOUND = "not_found"
     FORBIDDEN = "forbidden"
     CONFLICT = "conflict"
+    GONE = "gone"  #: used up, expired or revoked (an invite)
     BAD_SIGNATURE = "bad_signature"
     BAD_KEY = "bad_key"
     PROTOCOL_VERSION = "protocol_version"
@@ -45,6 +46,7 @@ HTTP_STATUS: dict[ErrorCode, int] = {
     ErrorCode.NOT_FOUND: 404,
     ErrorCode.FORBIDDEN: 403,
     ErrorCode.CONFLICT: 409,
+    ErrorCode.GONE: 410,
     ErrorCode.BAD_SIGNATURE: 400,
     ErrorCode.BAD_KEY: 400,
     ErrorCode.PROTOCOL_VERSION: 400,

@@ -44,7 +44,7 @@ BUS_START_TIMEOUT = 5.0
 #: kernel caps it at net.core.somaxconn (4096 on current Linux).
 LISTEN_BACKLOG = 4096
 
-HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta")
+HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta", "people")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -58,6 +58,7 @@ export const ERROR_CODES = [
   "not_found",
   "forbidden",
   "conflict",
+  "gone",
   "bad_signature",
   "bad_key",
   "protocol_version",
@@ -89,6 +90,15 @@ export const ENDPOINTS = {
   append_state: { method: "POST", path: "/conversations/{conversation}/state" },
   upload_blob: { method: "POST", path: "/blobs" },
   download_blob: { method: "GET", path: "/blobs/{blob}" },
+  create_invite: { method: "POST", path: "/invites" },
+  revoke_invite: { method: "DELETE", path: "/invites/{invite}" },
+  check_invite: { method: "POST", path: "/invites/check" },
+  redeem_invite: { method: "POST", path: "/invites/redeem" },
+  get_privacy: { method: "GET", path: "/privacy" },
+  set_privacy: { method: "PUT", path: "/privacy" },
+  get_presence: { method: "GET", path: "/presence/{user}" },
+  search_directory: { method: "POST", path: "/directory/search" },
+  turn_credentials: { method: "GET", path: "/turn" },
 } as const;
 
 export type ClientFrame = Hello | Send | Ack | ToDeviceSend | ToDeviceAck | Typing | Ping;
@@ -194,6 +204,16 @@ export interface DeviceRef {
   device: string;
 }
 
+/** DirectoryQuery */
+export interface DirectoryQuery {
+  query: string;
+}
+
+/** DirectoryResults */
+export interface DirectoryResults {
+  people: Person[];
+}
+
 /** A frame was refused; ``ref`` names it (the message id) where it had one. */
 export interface Error {
   type: "error";
@@ -211,7 +231,7 @@ export interface ErrorBody {
 }
 
 /** ErrorCode */
-export type ErrorCode = "address_taken" | "bad_key" | "bad_request" | "bad_signature" | "conflict" | "forbidden" | "frame_too_large" | "internal" | "invalid_credentials" | "not_found" | "origin_forbidden" | "payload_too_large" | "protocol_version" | "quota_exceeded" | "rate_limited" | "unauthorized" | "unavailable" | "unknown_type";
+export type ErrorCode = "address_taken" | "bad_key" | "bad_request" | "bad_signature" | "conflict" | "forbidden" | "frame_too_large" | "gone" | "internal" | "invalid_credentials" | "not_found" | "origin_forbidden" | "payload_too_large" | "protocol_version" | "quota_exceeded" | "rate_limited" | "unauthorized" | "unavailable" | "unknown_type";
 
 /** The first frame: protocol version and the device's bearer token. */
 export interface Hello {
@@ -240,6 +260,17 @@ export interface IdentityKey {
   user: string;
   identity_key: string;
   signature: string;
+}
+
+/** Invite */
+export interface Invite {
+  inviter: string;
+  expires_ms: number;
+}
+
+/** Names an invite by its id (check, redeem). */
+export interface InviteRef {
+  id: string;
 }
 
 /** The identity key sealed with the recovery code (see ``taube.crypto.backup``). */
@@ -315,6 +346,12 @@ export interface MessagePayload {
   content?: Record<string, unknown>;
 }
 
+/** NewInvite */
+export interface NewInvite {
+  id: string;
+  lifetime_s?: number;
+}
+
 /** One Olm message on the wire: ``{"type": 0|1, "body": base64}``. */
 export interface OlmCiphertext {
   type: number;
@@ -331,6 +368,12 @@ export interface OneTimeKey {
   signature: string;
 }
 
+/** Person */
+export interface Person {
+  user: string;
+  name: string;
+}
+
 /** Application-level ping; answered with ``pong`` carrying the server time. */
 export interface Ping {
   type: "ping";
@@ -342,6 +385,21 @@ export interface Pong {
   type: "pong";
   ref?: string;
   server_time_ms?: number;
+}
+
+/** What the asker may see of ``user``: nothing (``visible`` false), or whether a device is online and, if not, when one last was (to 5 minutes). */
+export interface Presence {
+  user: string;
+  visible?: boolean;
+  online?: boolean;
+  last_seen_ms?: number | null;
+}
+
+/** The account's privacy settings, as stored by the server. ``findable``: others can find the account by ``name`` in the directory (off by default); the server keeps the name only while this is on. */
+export interface Privacy {
+  presence?: Visibility;
+  findable?: boolean;
+  name?: string;
 }
 
 /** QueryKeys */
@@ -496,6 +554,14 @@ export interface ToDeviceSent {
   id: string;
 }
 
+/** Time-limited TURN credentials for this device's calls (coturn's shared-secret REST scheme); ``urls`` is empty when the server has no TURN. */
+export interface TurnCredentials {
+  urls: string[];
+  username?: string;
+  credential?: string;
+  expires_ms?: number;
+}
+
 /** The user started or stopped typing (not stored, sent to online members). */
 export interface Typing {
   type: "typing";
@@ -524,6 +590,9 @@ export interface UserKeys {
   identity?: IdentityKey | null;
   devices?: DeviceKeys[];
 }
+
+/** Who sees a user's presence ("online", "last seen"). */
+export type Visibility = "contacts" | "everyone" | "nobody";
 
 /** Authenticated: the backlog follows, then ``queue.empty``. */
 export interface Welcome {

@@ -102,6 +102,10 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     finally:
         conn.closed = True
         srv.hub.detach(conn)
+        # "last seen" (presence) is when the device went away
+        with contextlib.suppress(Exception):
+            gone = srv.clock.now_ms()
+            await srv.store.touch_device(auth.device, gone, srv.token_expiry(gone))
     return ws
 
 
