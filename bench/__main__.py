@@ -28,6 +28,7 @@ WORKLOADS = {
     "web": "the web app in Chromium: time to interactive, a backlog drained, bundle size",
     "scaleout": "one node against two on PostgreSQL + Redis, and the cost of the Redis hop",
     "mail": "chat over e-mail: mails in through the connector, send latency beside Delta Chat",
+    "search": "searching 100,000 messages on one device (SDK, SQLite FTS5): p50/p99 per query",
 }
 
 #: ``all`` runs these unless told otherwise (``scaleout`` needs PostgreSQL and Redis,

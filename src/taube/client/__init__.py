@@ -23,6 +23,7 @@ from taube.client.events import (
     VerificationEmoji,
     VerificationRequest,
 )
+from taube.client.search import SearchHit
 
 __all__ = [
     "Client",
@@ -36,6 +37,7 @@ __all__ = [
     "NotLoggedIn",
     "Profile",
     "Received",
+    "SearchHit",
     "SendingBlocked",
     "ServerError",
     "Typing",

@@ -55,6 +55,7 @@ from taube.client.outbox import Outbox, Serves
 from taube.client.portals import EMAIL, Portals
 from taube.client.profile import Profile
 from taube.client.receiver import Receiver
+from taube.client.search import SearchHit
 from taube.client.session import Session
 from taube.client.transport import AiohttpTransport, Api
 from taube.client.verification import Verification
@@ -481,9 +482,20 @@ class Client:
         """The conversation as the user sees it: oldest first, annotations applied."""
         return self._messages.history(conversation, limit)
 
-    def search(self, text: str, limit: int = 50) -> list[ev.Message]:
-        """Local full-text search over what this device has."""
-        return self._messages.search(text, limit)
+    def search(
+        self, text: str, limit: int = 50, conversation: ConversationId | None = None
+    ) -> list[ev.Message]:
+        """Search this device's messages (all conversations, or one): those
+        with every word (the last also as a prefix), newest first, as the
+        user sees them; deleted and expired messages are never found."""
+        return self._messages.search(text, limit, conversation)
+
+    def search_hits(
+        self, text: str, limit: int = 50, conversation: ConversationId | None = None
+    ) -> list[SearchHit]:
+        """As ``search``, but only where each message is (conversation and
+        id, to open the chat at it) and a snippet with the words marked."""
+        return self._messages.search_hits(text, limit, conversation)
 
     async def export_archive(self, path: Path, progress: Progress | None = None) -> str:
         """Write everything on this device to one encrypted file (see

@@ -1,6 +1,7 @@
 """The messages on this device: stored, shown, searched and expired.
 
-``Messages`` owns the profile's ``messages`` table and its full-text index.
+``Messages`` owns the profile's ``messages`` table and its full-text index
+(``taube.client.search``).
 Everything the user sent or received is a row (annotations too: reactions,
 edits, deletions and receipts); ``history`` applies the annotations to show
 a conversation as the user sees it. Disappearing messages are deleted here
@@ -19,6 +20,7 @@ from typing import Any
 import msgspec
 
 from taube.client import events as ev
+from taube.client.search import SearchHit, SearchIndex
 from taube.client.session import Session
 from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
 
@@ -73,14 +75,8 @@ class Messages:
             expires_ms,
             session,
         )
-        text = content.get("body")
-        if inserted.rowcount and isinstance(text, str) and type_ == ev.TEXT:
-            profile.execute(
-                "INSERT INTO messages_fts (text, conversation, id) VALUES (?, ?, ?)",
-                text,
-                conversation,
-                msg_id,
-            )
+        if inserted.rowcount:
+            SearchIndex(profile).stored(conversation, msg_id, sender, type_, content)
 
     def known(self, conversation: str, msg_id: str) -> bool:
         profile, _, _ = self._session.need()
@@ -165,16 +161,13 @@ class Messages:
         ).fetchall()
         if not gone:
             return 0
+        index = SearchIndex(profile)
         with profile.transaction():
             for conversation, msg_id, _session in gone:
                 profile.execute(
                     "DELETE FROM messages WHERE conversation = ? AND id = ?", conversation, msg_id
                 )
-                profile.execute(
-                    "DELETE FROM messages_fts WHERE conversation = ? AND id = ?",
-                    conversation,
-                    msg_id,
-                )
+            index.forget((c, i) for c, i, _ in gone)
             sessions = {(c, s) for c, _, s in gone if s is not None}
             forgot = 0
             for conversation, session in sessions:
@@ -187,7 +180,7 @@ class Messages:
                     forgot += keys.inbound.forget(ConversationId(conversation), session)
             if forgot:
                 keys.save()
-        profile.execute("INSERT INTO messages_fts (messages_fts) VALUES ('optimize')")
+        index.compact()
         profile.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
         return len(gone)
 
@@ -248,18 +241,33 @@ class Messages:
                     users.append(row.sender)
         return [shown[i] for i in order][-limit:]
 
-    def search(self, text: str, limit: int = 50) -> list[ev.Message]:
-        """Local full-text search over what this device has."""
-        profile, _, _ = self._session.need()
-        hits = profile.execute(
-            "SELECT conversation, id FROM messages_fts WHERE messages_fts MATCH ? LIMIT ?",
-            _fts_query(text),
-            limit,
-        ).fetchall()
-        return [self.message(c, i) for c, i in hits]
+    def search_hits(
+        self, text: str, limit: int = 50, conversation: str | None = None
+    ) -> list[SearchHit]:
+        """Where the messages with these words are, newest first (see
+        ``taube.client.search``)."""
+        profile = self._session.profile
+        if profile is None:
+            return []
+        if self._session.logged_in:
+            self.expire()
+        return SearchIndex(profile).search(text, limit, conversation)
 
-
-def _fts_query(text: str) -> str:
-    """Words as quoted FTS5 terms (no operators from user input)."""
-    words = [w.replace('"', '""') for w in text.split()]
-    return " ".join(f'"{w}"' for w in words) or '""'
+    def search(
+        self, text: str, limit: int = 50, conversation: str | None = None
+    ) -> list[ev.Message]:
+        """The messages with these words, newest first, as the user sees them
+        (edited text; deleted and expired messages are never found)."""
+        hits = self.search_hits(text, limit, conversation)
+        profile = self._session.profile
+        if profile is None:
+            return []
+        index = SearchIndex(profile)
+        found = []
+        for hit in hits:
+            message = self.message(hit.conversation, hit.id)
+            change = index.change(hit.conversation, hit.id)
+            if change is not None:
+                message = dataclasses.replace(message, text=change[1], edited=True)
+            found.append(message)
+        return found

@@ -33,6 +33,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from taube.client.errors import ClientError
+from taube.client.search import SearchIndex
 
 log = logging.getLogger(__name__)
 
@@ -60,9 +61,6 @@ CREATE TABLE IF NOT EXISTS messages (
 );
 CREATE INDEX IF NOT EXISTS messages_order ON messages (conversation, seq);
 CREATE INDEX IF NOT EXISTS messages_expiry ON messages (expires_ms) WHERE expires_ms IS NOT NULL;
-CREATE VIRTUAL TABLE IF NOT EXISTS messages_fts USING fts5 (
-    text, conversation UNINDEXED, id UNINDEXED, tokenize = 'unicode61'
-);
 CREATE TABLE IF NOT EXISTS undecrypted (
     conversation TEXT NOT NULL,
     seq INTEGER NOT NULL,
@@ -165,11 +163,26 @@ class Profile:
         self.db.execute("PRAGMA synchronous = FULL")
         self.db.execute("PRAGMA secure_delete = ON")
         self.db.executescript(SCHEMA)
+        self._upgrade_search()
         check = self.get_raw("keycheck")
         if check is None:
             self.put_raw("keycheck", _seal(self.key, b"taube"))
         else:
             _unseal(self.key, check)
+
+    def _upgrade_search(self) -> None:
+        """The search index (``taube.client.search``); a profile from before
+        it had ``messages_fts``, which did not follow edits and deletes: its
+        messages are indexed again, and it goes."""
+        index = SearchIndex(self)
+        index.create()
+        old = self.db.execute(
+            "SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'messages_fts'"
+        ).fetchone()
+        if old is not None:
+            with self.transaction():
+                index.rebuild()
+                self.db.execute("DROP TABLE messages_fts")
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):
