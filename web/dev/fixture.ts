@@ -3,6 +3,7 @@
 // dev/main.tsx (`npx vite`, then /dev/index.html) for screenshots and for
 // working on the screens. Never imported by src/: not in the production bundle.
 import { computed, signal } from "@preact/signals";
+import type { ConnectorAnswer, ConnectorStatus, ConnectorsView } from "../src/client/connectors";
 import type {
   AttachmentEntry,
   Client,
@@ -380,6 +381,7 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
 
   const client: Client & { blobs: Map<string, Blob> } = {
     blobs,
+    connectors: fakeConnectors(),
     state: {
       session,
       connection,
@@ -628,4 +630,35 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
     },
   };
   return client;
+}
+
+/** One connector device ("Home server") that takes any password but "wrong". */
+function fakeConnectors(): ConnectorsView {
+  const device = "HOMESERVERDEVICE";
+  const idle: ConnectorStatus = { device, network: "email", state: "unconfigured", address: "", error: "", fingerprint: "" };
+  const statuses = signal<Record<string, ConnectorStatus>>({});
+  const answers = signal<Record<string, ConnectorAnswer>>({});
+  let n = 0;
+  const answer = (request: string, outcome: ConnectorAnswer["outcome"], reason = "") => (answers.value = { ...answers.value, [request]: { outcome, reason } });
+  return {
+    statuses,
+    answers,
+    async query() {
+      setTimeout(() => (statuses.value = { [device]: statuses.value[device] ?? idle }), 400);
+    },
+    async configure(_device, settings) {
+      const request = `r${n++}`;
+      answer(request, "checking");
+      setTimeout(() => {
+        if (settings.password === "wrong") return answer(request, "auth_failed", "IMAP log-in refused: wrong user name or password");
+        statuses.value = { [device]: { ...idle, state: "connected", address: settings.address, fingerprint: "7F3A 91C2 0B44 DE18 5A60 C2E9 11F0 84B7 3D2A 6C05" } };
+        answer(request, "connected");
+      }, 900);
+      return request;
+    },
+    async disconnect() {
+      statuses.value = { [device]: idle };
+      return `r${n++}`;
+    },
+  };
 }

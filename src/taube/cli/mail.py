@@ -1,7 +1,8 @@
 """``taube mail``: run the e-mail connector on this device.
 
     taube mail connect alice@example.org --imap-host imap.example.org --smtp-host smtp.example.org
-    taube mail run              # relay until stopped (Ctrl-C or SIGTERM)
+    taube mail run              # relay until stopped (Ctrl-C or SIGTERM); with no
+                                # account yet, wait for one from the web app's settings
     taube mail status
 
 The connector needs the ``email`` extra (``pip install 'taube[email]'``);
@@ -13,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import os
 import signal
 import sys
 from typing import TYPE_CHECKING, Any
@@ -39,73 +39,55 @@ def _connector_modules() -> Any:
 
 
 async def mail_connect(client: Client, args: argparse.Namespace) -> int:
-    account_module, connector_module = _connector_modules()
+    _, connector_module = _connector_modules()
+    from taube.connectors import control
+    from taube.connectors.email import autoconfig, service
+
     profile = client.profile
     if profile is None or not client.logged_in:
         raise ClientError("log in or register first (taube account ...)")
-    security = account_module.Security
-    password = _secret("TAUBE_MAIL_PASSWORD", f"password of {args.address}: ")
-    if args.imap_host and args.smtp_host:
-        servers = autoconfig_module().ServerSettings(
-            imap_host=args.imap_host,
-            imap_port=args.imap_port or _default_port(args.imap_security, imap=True),
-            imap_security=security(args.imap_security),
-            smtp_host=args.smtp_host,
-            smtp_port=args.smtp_port or _default_port(args.smtp_security, imap=False),
-            smtp_security=security(args.smtp_security),
-        )
-    elif args.imap_host or args.smtp_host:
+    if bool(args.imap_host) != bool(args.smtp_host):
         raise ClientError("give both --imap-host and --smtp-host, or neither (autoconfig)")
-    else:
-        where = os.environ.get("TAUBE_MAIL_AUTOCONFIG_URL")
-        try:
-            servers = await autoconfig_module().discover(args.address, [where] if where else None)
-        except autoconfig_module().AutoconfigError as exc:
-            raise ClientError(
-                f"the servers of {args.address} were not found ({exc}):"
-                " give --imap-host and --smtp-host"
-            ) from exc
-    account = account_module.MailAccount(
-        address=args.address.lower(),
+    password = _secret("TAUBE_MAIL_PASSWORD", f"password of {args.address}: ")
+    settings = control.MailSettings(
+        address=args.address,
         password=password,
-        imap_host=servers.imap_host,
-        imap_port=servers.imap_port,
-        imap_security=servers.imap_security,
-        smtp_host=servers.smtp_host,
-        smtp_port=servers.smtp_port,
-        smtp_security=servers.smtp_security,
-        user=args.user or servers.user,
+        imap_host=args.imap_host or "",
+        imap_port=args.imap_port or 0,
+        imap_security=args.imap_security,
+        smtp_host=args.smtp_host or "",
+        smtp_port=args.smtp_port or 0,
+        smtp_security=args.smtp_security,
+        user=args.user or "",
         display_name=args.name or "",
     )
+    try:
+        account = await service.account_from(settings)
+    except autoconfig.AutoconfigError as exc:
+        raise ClientError(
+            f"the servers of {args.address} were not found ({exc}):"
+            " give --imap-host and --smtp-host"
+        ) from exc
+    except control.BadControl as exc:
+        raise ClientError(str(exc)) from exc
     try:
         await connector_module.verify_account(account)
     except Exception as exc:
         raise ClientError(f"cannot use {account.address}: {exc}") from exc
-    profile.put_secret(account_module.SECRET_NAME, account.to_bytes())
-    key = connector_module.load_key(client, account.address)
+    fingerprint = service.keep_account(client, account)
     _out(
         args,
-        {"address": account.address, "fingerprint": key.fingerprint},
-        f"connected {account.address}; its OpenPGP key is {key.fingerprint}\n"
+        {"address": account.address, "fingerprint": fingerprint},
+        f"connected {account.address}; its OpenPGP key is {fingerprint}\n"
         "run `taube mail run` on this device to relay mail (keep it running)",
     )
     return 0
 
 
-def autoconfig_module() -> Any:
-    from taube.connectors.email import autoconfig
-
-    return autoconfig
-
-
-def _default_port(security: str, *, imap: bool) -> int:
-    if imap:
-        return {"ssl": 993, "starttls": 143, "plain": 143}[security]
-    return {"ssl": 465, "starttls": 587, "plain": 587}[security]
-
-
 async def mail_run(client: Client, args: argparse.Namespace) -> int:
-    _, connector_module = _connector_modules()
+    _connector_modules()
+    from taube.connectors.control import State, Status
+    from taube.connectors.email.service import MailService
 
     def progress(now: Progress) -> None:
         print(
@@ -115,19 +97,22 @@ async def mail_run(client: Client, args: argparse.Namespace) -> int:
             flush=True,
         )
 
-    try:
-        connector = connector_module.EmailConnector.open(
-            client, on_progress=progress if args.progress else None
-        )
-    except LookupError as exc:
-        raise ClientError(str(exc)) from exc
+    def status(now: Status) -> None:
+        if now.state is State.UNCONFIGURED:
+            line = "waiting for an account: `taube mail connect`, or the web app's settings"
+        elif now.state is State.CHECKING:
+            line = f"relaying {now.address}"
+        else:
+            line = f"{now.state.value.replace('_', ' ')}" + (f": {now.error}" if now.error else "")
+        print(f"mail: {line}", file=sys.stderr, flush=True)
+
+    service = MailService(client, on_progress=progress if args.progress else None, on_status=status)
     await client.sync(timeout=60)
-    print(f"mail: relaying {connector.account.address}", file=sys.stderr, flush=True)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(connector.run())
+    running = asyncio.create_task(service.run())
     stopping = asyncio.create_task(stop.wait())
     try:
         await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
@@ -135,7 +120,6 @@ async def mail_run(client: Client, args: argparse.Namespace) -> int:
         running.cancel()
         stopping.cancel()
         await asyncio.gather(running, stopping, return_exceptions=True)
-        connector.state.close()
     if running.done() and not running.cancelled() and running.exception() is not None:
         raise ClientError(f"the connector stopped: {running.exception()}")
     return 0

@@ -54,7 +54,7 @@ from taube.client.messages import Messages
 from taube.client.outbox import Outbox, Serves
 from taube.client.portals import EMAIL, Portals
 from taube.client.profile import Profile
-from taube.client.receiver import Receiver
+from taube.client.receiver import Receiver, ToDeviceHandler
 from taube.client.search import SearchHit
 from taube.client.session import Session
 from taube.client.transport import AiohttpTransport, Api
@@ -422,6 +422,29 @@ class Client:
         """Deliver the conversations ``serves`` picks through ``carrier``
         instead of the taube server (a connector's transport)."""
         self._outbox.route(serves, carrier)
+
+    def handle_to_device(self, prefix: str, handler: ToDeviceHandler) -> None:
+        """Hand to-device payloads whose type starts with ``prefix`` to
+        ``handler`` (called from the receive loop: it should not wait long)."""
+        self._receiver.to_device_handlers[prefix] = handler
+
+    async def send_to_device(
+        self, device: VerifiedDevice, type_: str, content: dict[str, Any]
+    ) -> None:
+        """One Olm-encrypted to-device message to ``device``."""
+        await self._carrier.send_to_device(device, type_, content)
+
+    def is_own_device(self, device: VerifiedDevice) -> bool:
+        """``device`` is the user's: certified by the identity key this device
+        holds (not merely by whatever key the server lists for the user)."""
+        return device.user == self.user and device.identity_key == self.keys.identity.public_key
+
+    async def own_devices(self) -> list[VerifiedDevice]:
+        """The user's other devices (looked up afresh)."""
+        keys = self.keys
+        await keys.refresh([self.user])
+        found = await keys.devices_of([self.user])
+        return [d for d in found if d.device != self.device and self.is_own_device(d)]
 
     # ================================================================ receiving
 

@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
 
 import msgspec
 
@@ -53,6 +55,10 @@ DELIVERY_RECEIPTS_UP_TO = 20
 #: arrivals within this many seconds share one receipt
 DELIVERY_RECEIPT_DELAY = 0.1
 
+#: ``handler(sender, type, content)``: a to-device payload for a part outside
+#: the SDK (a connector's settings); the sender's certificate is checked
+ToDeviceHandler = Callable[[VerifiedDevice, str, dict[str, Any]], Awaitable[None]]
+
 
 class Receiver:
     def __init__(
@@ -84,6 +90,8 @@ class Receiver:
         #: conversation → ids of arrived messages not yet confirmed to their senders
         self._delivered: dict[ConversationId, list[MessageId]] = {}
         self._delivered_task: asyncio.Task[None] | None = None
+        #: type prefix → handler of to-device payloads the SDK does not know
+        self.to_device_handlers: dict[str, ToDeviceHandler] = {}
 
     async def on_message(self, frame: frames.Message) -> None:
         session = self._session
@@ -247,6 +255,11 @@ class Receiver:
             await self._verification.on_message(sender, payload.type, dict(payload.content))
             keys.save()
             return
+        for prefix, handler in self.to_device_handlers.items():
+            if payload.type.startswith(prefix):
+                keys.save()
+                await handler(sender, payload.type, dict(payload.content))
+                return
         if payload.type == TYPE_ROOM_KEY:
             try:
                 accept_room_key(keys.inbound, sender, payload)

@@ -15,6 +15,7 @@
 //   attachments    encrypted blobs up and down
 //   contacts       profiles, ours and our contacts'
 //   verification   safety numbers, QR and emoji verification
+//   connectors     the user's devices that relay e-mail, set up from here
 //
 // Guarantees, as in the SDK (DESIGN §6): a message is stored before it is
 // acknowledged (nothing lost), a message id is shown once however often it
@@ -27,6 +28,7 @@ import { Api } from "./api";
 import { Attachments } from "./attachments";
 import { TaubeCarrier } from "./carrier";
 import { Connection } from "./connection";
+import { Connectors } from "./connectors";
 import { Contacts } from "./contacts";
 import { Conversations } from "./conversations";
 import { Db } from "./db";
@@ -64,6 +66,8 @@ export class Engine implements Client {
   private readonly linking: Linking;
   private readonly verification: Verification;
   private readonly receiver: Receiver;
+  /** the user's connector devices (e-mail), found and set up from here */
+  readonly connectors: Connectors;
 
   readonly state: State;
 
@@ -87,6 +91,7 @@ export class Engine implements Client {
     this.history = new History(db, api, this.attachments, this.conversations, this.messages);
     this.linking = new Linking(account, db, vault, api, this.carrier, this.history, begin);
     this.verification = new Verification(account, this.carrier, this.contacts, this.outbox, report);
+    this.connectors = new Connectors(account, this.carrier);
     this.receiver = new Receiver({
       account,
       db,
@@ -96,6 +101,7 @@ export class Engine implements Client {
       attachments: this.attachments,
       links: this.linking,
       sas: this.verification,
+      connectors: this.connectors,
       sender: this.outbox,
       changed,
     });

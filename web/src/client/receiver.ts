@@ -21,6 +21,7 @@ import {
 } from "../gen/proto";
 import { entriesOf, type Attachments } from "./attachments";
 import { checkSignature } from "./chain";
+import { CONNECTOR, type ConnectorInbox } from "./connectors";
 import type { FrameSink } from "./connection";
 import type { Db, MessageRow } from "./db";
 import type { KeyChange } from "./keys";
@@ -44,6 +45,8 @@ export interface ReceiverParts {
   attachments: Attachments;
   links: LinkRequests;
   sas: SasInbox;
+  /** connector devices' statuses (taube.connector.*) */
+  connectors: ConnectorInbox;
   /** for delivery receipts */
   sender: Sender;
   /** messages or conversations changed: the screens redraw */
@@ -307,6 +310,11 @@ export class Receiver implements FrameSink {
     }
     if (SAS_TYPES.has(payload.type)) {
       await this.parts.sas.onSas(sender, payload.type, (payload.content ?? {}) as Record<string, unknown>);
+      await this.keysChanged();
+      return;
+    }
+    if (payload.type.startsWith(CONNECTOR.prefix)) {
+      this.parts.connectors.onMessage(sender, payload.type, (payload.content ?? {}) as Record<string, unknown>);
       await this.keysChanged();
       return;
     }

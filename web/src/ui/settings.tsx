@@ -8,6 +8,7 @@ import { panel, useClient } from "./context";
 import { ConfirmDialog, Dialog, FormError } from "./dialog";
 import { formatListTime } from "./format";
 import { DeviceIcon, EditIcon, ImageIcon, LogoutIcon, PlusIcon, TrashIcon } from "./icons";
+import { MailSection } from "./mail-settings";
 import { PanelFrame, Section } from "./panel";
 import { QrCode } from "./qr";
 
@@ -26,6 +27,7 @@ export function SettingsPanel(): JSX.Element {
         <AppearanceSection />
         <NotificationSection />
         <DevicesSection />
+        <MailSection />
         <Section title="Account">
           <p class="muted">
             Logged in as <strong>{session?.user}</strong>

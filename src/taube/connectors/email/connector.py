@@ -34,6 +34,7 @@ from typing import Any
 from taube.client import Client, Received
 from taube.client import events as ev
 from taube.client.portals import EMAIL
+from taube.connectors.control import State
 from taube.connectors.email import chatmail, mdn, smtp
 from taube.connectors.email.account import SECRET_NAME, MailAccount
 from taube.connectors.email.autocrypt import (
@@ -45,7 +46,7 @@ from taube.connectors.email.autocrypt import (
     update_peer,
     update_peer_gossip,
 )
-from taube.connectors.email.imap import ImapError, Mailbox
+from taube.connectors.email.imap import ImapError, LoginRefused, Mailbox
 from taube.connectors.email.openpgp import MailKey, PublicKey
 from taube.connectors.email.peers import Peers
 from taube.connectors.email.securejoin import Handshake, SecureJoin
@@ -99,6 +100,7 @@ class EmailConnector:
         *,
         clock: Callable[[], int] = now_ms,
         on_progress: Callable[[Progress], None] | None = None,
+        on_status: Callable[[State, str], None] | None = None,
     ) -> None:
         self.client = client
         self.account = account
@@ -107,6 +109,9 @@ class EmailConnector:
         self.clock = clock
         self._on_progress = on_progress
         self.progress = Progress()
+        self._on_status = on_status
+        #: how the mailbox is doing, and the last error
+        self.status: tuple[State, str] = (State.CHECKING, "")
         self.key = load_key(client, account.address)
         self.secure_join = SecureJoin(client, account, self.key, state, self.peers, clock)
         self._relay_wake = asyncio.Event()
@@ -136,6 +141,13 @@ class EmailConnector:
         )
         if self._on_progress is not None:
             self._on_progress(self.progress)
+
+    def _set_status(self, state: State, error: str = "") -> None:
+        if (state, error) == self.status:
+            return
+        self.status = (state, error)
+        if self._on_status is not None:
+            self._on_status(state, error)
 
     @property
     def autocrypt_header(self) -> str:
@@ -180,10 +192,15 @@ class EmailConnector:
                 async with Mailbox(self.account) as box:
                     await box.ensure_folder(HANDLED_FOLDER)
                     backoff.reset()
+                    self._set_status(State.CONNECTED)
                     while True:
                         await self.fetch_new(box)
                         await box.idle()
             except (OSError, TimeoutError, ImapError) as exc:
+                refused = isinstance(exc, LoginRefused)
+                self._set_status(
+                    State.AUTH_FAILED if refused else State.RECONNECTING, str(exc) or repr(exc)
+                )
                 delay = backoff.next()
                 log.warning("mailbox: %s; again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)
@@ -401,6 +418,8 @@ class EmailConnector:
                 await self.relay_pending(only)
                 backoff.reset()
             except (OSError, TimeoutError, smtp.SmtpError) as exc:
+                if isinstance(exc, smtp.SmtpError) and exc.login:
+                    self._set_status(State.AUTH_FAILED, str(exc))
                 delay = backoff.next()
                 log.warning("sending mail: %s; again in %.1f s", exc, delay)
                 await asyncio.sleep(delay)

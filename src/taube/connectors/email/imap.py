@@ -36,6 +36,10 @@ class ImapError(Exception):
     """The server refused a command (login, select, ...)."""
 
 
+class LoginRefused(ImapError):
+    """The server refused the user name or password."""
+
+
 class Mailbox:
     def __init__(self, account: MailAccount, folder: str = "INBOX") -> None:
         self._account = account
@@ -59,7 +63,8 @@ class Mailbox:
         self._imap = imap
         try:
             await imap.wait_hello_from_server()
-            _ok(await imap.login(account.login, account.password), "login")
+            if (await imap.login(account.login, account.password)).result != "OK":
+                raise LoginRefused("IMAP log-in refused: wrong user name or password")
             selected = _ok(await imap.select(self.folder), f"select {self.folder}")
         except BaseException:
             await self._close()

@@ -23,11 +23,13 @@ IDLE_SECONDS = 60.0
 
 
 class SmtpError(Exception):
-    """The server refused the mail (``permanent``: retrying will not help)."""
+    """The server refused the mail (``permanent``: retrying will not help;
+    ``login``: it refused the user name or password)."""
 
-    def __init__(self, message: str, *, permanent: bool) -> None:
+    def __init__(self, message: str, *, permanent: bool, login: bool = False) -> None:
         super().__init__(message)
         self.permanent = permanent
+        self.login = login
 
 
 def _client(account: MailAccount) -> aiosmtplib.SMTP:
@@ -110,7 +112,7 @@ def _error(exc: aiosmtplib.SMTPException) -> SmtpError:
     if isinstance(exc, aiosmtplib.SMTPRecipientsRefused):
         return SmtpError(f"recipients refused: {exc}", permanent=True)
     if isinstance(exc, aiosmtplib.SMTPAuthenticationError):
-        return SmtpError(f"log-in refused: {exc.code} {exc.message}", permanent=False)
+        return SmtpError(f"log-in refused: {exc.code} {exc.message}", permanent=False, login=True)
     if isinstance(exc, aiosmtplib.SMTPResponseException):
         return SmtpError(f"{exc.code} {exc.message}", permanent=500 <= exc.code < 600)
     return SmtpError(str(exc), permanent=False)

@@ -1,0 +1,211 @@
+"""Setting the connector up from another device (``taube mail run`` without an
+account, configured by the user's phone over Olm to-device messages), against
+a real taube server and a real Postfix + Dovecot. The web app's settings
+screen speaks the same messages (``tests/web/test_mail_settings_browser.py``)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from taube.client import Client
+from taube.connectors import control
+from taube.connectors.control import State
+from taube.connectors.email.account import SECRET_NAME
+from taube.connectors.email.service import MailService
+from taube.crypto import VerifiedDevice
+from taube.testing import ServerProcess
+from taube.testing.canary import scan
+from taube.testing.mailserver import MailServer
+from tests.connectors.conftest import PASSWORD
+from tests.connectors.email.test_connector_functional import inbox, wait_for
+
+pytestmark = pytest.mark.services
+
+
+class Screen:
+    """What a settings screen on a device of the user's sees: the statuses
+    the connector devices send it."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self.heard: list[tuple[str, dict[str, Any]]] = []
+        client.handle_to_device(control.PREFIX, self._on)
+
+    async def _on(self, sender: VerifiedDevice, type_: str, content: dict[str, Any]) -> None:
+        if type_ == control.STATUS:
+            self.heard.append((sender.device, content))
+
+    async def ask(self, device: VerifiedDevice, type_: str, content: dict[str, Any]) -> None:
+        await self.client.send_to_device(device, type_, content)
+
+    async def answer(self, request: str, outcome: str, timeout: float = 30.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                for _, status in self.heard:
+                    if status.get("request") == request and status.get("outcome") == outcome:
+                        return status
+                await asyncio.sleep(0.05)
+
+    async def state(self, state: str, timeout: float = 30.0) -> dict[str, Any]:
+        async with asyncio.timeout(timeout):
+            while True:
+                if self.heard and self.heard[-1][1]["state"] == state:
+                    return self.heard[-1][1]
+                await asyncio.sleep(0.05)
+
+
+@pytest.fixture
+async def clients(tmp_path: Path) -> AsyncIterator[contextlib.AsyncExitStack]:
+    async with contextlib.AsyncExitStack() as stack:
+        yield stack
+
+
+async def test_the_phone_sets_up_the_connector_and_a_wrong_password_changes_nothing(
+    tmp_path: Path, server: ServerProcess, mail: MailServer, clients: contextlib.AsyncExitStack
+) -> None:
+    box = mail.add_user("alice@example.org")
+    bob = mail.add_user("bob@plain.example")
+    phone = await clients.enter_async_context(Client(tmp_path / "phone"))
+    device = await clients.enter_async_context(Client(tmp_path / "connector"))
+    code = await phone.register(server.url, box.addr, PASSWORD)
+    await device.login(server.url, box.addr, PASSWORD, code, "Mail connector")
+    screen = Screen(phone)
+    await phone.sync()
+    await device.sync()
+    service = MailService(device)
+    running = asyncio.create_task(service.run())
+    try:
+        # the connector says hello to the user's devices: not set up yet
+        hello = await screen.state(State.UNCONFIGURED)
+        assert hello["network"] == "email"
+        assert "address" not in hello
+        [connector] = await phone.own_devices()
+        assert connector.device == device.device
+
+        settings = {
+            "address": box.addr,
+            "password": "not the password",
+            "imap_host": box.imap_host,
+            "imap_port": box.imap_port,
+            "imap_security": "plain",
+            "smtp_host": box.smtp_host,
+            "smtp_port": box.smtp_port,
+            "smtp_security": "plain",
+        }
+        # (a) a wrong password: "auth failed", and nothing kept
+        await screen.ask(
+            connector, control.CONFIGURE, {"request": "r1", "network": "email", "account": settings}
+        )
+        refused = await screen.answer("r1", State.AUTH_FAILED)
+        assert refused["state"] == State.UNCONFIGURED
+        assert "refused" in refused["reason"]
+        assert device.profile is not None
+        assert device.profile.get_secret(SECRET_NAME) is None
+
+        # (b) bad requests: a clear answer, nothing changed
+        await screen.ask(
+            connector,
+            control.CONFIGURE,
+            {"request": "r2", "network": "email", "account": {**settings, "sneaky": 1}},
+        )
+        assert "bad request" in (await screen.answer("r2", State.FAILED))["reason"]
+        await screen.ask(
+            connector,
+            control.CONFIGURE,
+            {"request": "r3", "network": "email", "account": {**settings, "imap_port": 70000}},
+        )
+        assert "not a port" in (await screen.answer("r3", State.FAILED))["reason"]
+        await screen.ask(connector, control.PREFIX + "launch", {"request": "r4"})
+        assert "unknown request" in (await screen.answer("r4", State.FAILED))["reason"]
+        assert device.profile.get_secret(SECRET_NAME) is None
+
+        # (c) the right one: checked, kept, connected
+        settings["password"] = box.password
+        await screen.ask(
+            connector, control.CONFIGURE, {"request": "r5", "network": "email", "account": settings}
+        )
+        done = await screen.answer("r5", State.CONNECTED)
+        assert done["address"] == box.addr
+        status = await screen.state(State.CONNECTED)
+        assert status["fingerprint"]
+
+        # (d) a wrong password now still changes nothing: the old account stays
+        await screen.ask(
+            connector,
+            control.CONFIGURE,
+            {"request": "r6", "network": "email", "account": {**settings, "password": "x"}},
+        )
+        assert (await screen.answer("r6", State.AUTH_FAILED))["state"] == State.CONNECTED
+        assert service.connector is not None
+        assert service.connector.account.password == box.password
+
+        # (e) mail goes out and comes back through the connector set up so
+        chat = await phone.start_chat(bob.addr)
+        await phone.send_text(chat, "Grüße aus dem Zug")
+        await phone.flush()
+        await wait_for(lambda: len(inbox(bob)) == 1, timeout=30)
+        assert inbox(bob)[0].get_content().strip() == "Grüße aus dem Zug"
+
+        # (f) disconnect: the account is forgotten
+        await screen.ask(connector, control.DISCONNECT, {"request": "r7", "network": "email"})
+        await screen.answer("r7", State.UNCONFIGURED)
+        await screen.state(State.UNCONFIGURED)
+        assert device.profile.get_secret(SECRET_NAME) is None
+        # the password never reached the taube server in the clear
+        assert scan([server.data_dir, server.log_path], [box.password.encode()]) == []
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
+async def test_only_the_users_own_devices_may_configure_the_connector(
+    tmp_path: Path, server: ServerProcess, mail: MailServer, clients: contextlib.AsyncExitStack
+) -> None:
+    box = mail.add_user("alice@example.org")
+    phone = await clients.enter_async_context(Client(tmp_path / "phone"))
+    device = await clients.enter_async_context(Client(tmp_path / "connector"))
+    mallory = await clients.enter_async_context(Client(tmp_path / "mallory"))
+    code = await phone.register(server.url, box.addr, PASSWORD)
+    await device.login(server.url, box.addr, PASSWORD, code, "Mail connector")
+    await mallory.register(server.url, "mallory@example.org", PASSWORD)
+    spy = Screen(mallory)
+    await device.sync()
+    await mallory.sync()
+    service = MailService(device)
+    running = asyncio.create_task(service.run())
+    try:
+        await wait_for(lambda: service.state == State.UNCONFIGURED)
+        found = await mallory.keys.devices_of([device.user])
+        target = next(d for d in found if d.device == device.device)
+        settings = {
+            "address": box.addr,
+            "password": box.password,
+            "imap_host": box.imap_host,
+            "imap_port": box.imap_port,
+            "imap_security": "plain",
+            "smtp_host": box.smtp_host,
+            "smtp_port": box.smtp_port,
+            "smtp_security": "plain",
+        }
+        for type_, content in (
+            (control.QUERY, {"request": "m1"}),
+            (control.CONFIGURE, {"request": "m2", "network": "email", "account": settings}),
+            (control.DISCONNECT, {"request": "m3", "network": "email"}),
+        ):
+            await spy.ask(target, type_, content)
+        await asyncio.sleep(2)
+        assert spy.heard == []  # no answer, not even "who is there"
+        assert device.profile is not None
+        assert device.profile.get_secret(SECRET_NAME) is None
+        assert service.state == State.UNCONFIGURED
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
