@@ -20,6 +20,13 @@ import msgspec
 from taube.proto import frames
 from taube.proto.api import ENDPOINTS, PREFIX
 from taube.proto.errors import HTTP_STATUS, RETRYABLE, ErrorCode
+from taube.proto.federation import (
+    FEDERATION_ENDPOINTS,
+    FEDERATION_PREFIX,
+    WELL_KNOWN_KEYS,
+    WELL_KNOWN_SERVER,
+    federation_schema,
+)
 from taube.proto.schema import frames_schema, openapi
 from taube.proto.version import PROTOCOL_VERSION
 from taube.server.config import SECTION_TYPES, Config
@@ -85,6 +92,24 @@ def reference() -> str:
         lines.append(
             f"| {e.method} | `{PREFIX}{e.path}` | {'bearer' if e.auth else '—'} | {request} "
             f"| {response} ({e.status}) | {e.summary} |"
+        )
+    lines += [
+        "",
+        "## Server-to-server endpoints",
+        "",
+        "Signed by the calling server (`docs/protocol.md`, *Federation*); bodies in",
+        f"`schema/federation.schema.json`. Unsigned: `GET {WELL_KNOWN_SERVER}`",
+        f"(ServerDiscovery) and `GET {WELL_KNOWN_KEYS}` (ServerKeys).",
+        "",
+        "| method | path | request | response | summary |",
+        "|---|---|---|---|---|",
+    ]
+    for e in FEDERATION_ENDPOINTS:
+        request = e.request.__name__ if e.request else ""
+        response = e.response.__name__ if e.response else ""
+        lines.append(
+            f"| {e.method} | `{FEDERATION_PREFIX}{e.path}` | {request} | {response} ({e.status})"
+            f" | {e.summary} |"
         )
     lines += ["", "## WebSocket frames", "", f"Endpoint: `{PREFIX}/ws`.", ""]
     for title, union in (
@@ -160,6 +185,7 @@ def outputs() -> dict[Path, str]:
     return {
         ROOT / "schema" / "openapi.json": _json(openapi()),
         ROOT / "schema" / "frames.schema.json": _json(frames_schema()),
+        ROOT / "schema" / "federation.schema.json": _json(federation_schema()),
         ROOT / "docs" / "protocol-reference.md": reference(),
         ROOT / "docs" / "config-reference.md": config_reference(),
         ROOT / "web" / "src" / "gen" / "proto.ts": typescript(),

@@ -23,6 +23,8 @@ from taube.server import logs, webapp
 from taube.server.clock import Clock, SystemClock
 from taube.server.config import Config, masked_url
 from taube.server.context import CLOSE_GOING_AWAY, Server
+from taube.server.federation import Federation
+from taube.server.federation.routes import add_routes as federation_routes
 from taube.server.http.call import Call
 from taube.server.retention import sweep_forever
 from taube.server.ws.gateway import websocket
@@ -157,6 +159,7 @@ def create_app(srv: Server) -> web.Application:
         "/api/openapi.json",
         lambda _: _static(document, "application/json"),
     )
+    federation_routes(app, srv)
     webapp.add_routes(app, INDEX)
     return app
 
@@ -201,6 +204,8 @@ async def serve(
         srv = Server(config, clock, store)
         if config.bus.url:
             srv.bus = await stack.enter_async_context(_open_bus(srv))
+        if config.federation.enabled:
+            srv.federation = await stack.enter_async_context(Federation(config, clock, store))
         runner = web.AppRunner(create_app(srv), access_log=None, shutdown_timeout=5.0)
         await runner.setup()
         site = web.TCPSite(
@@ -223,6 +228,10 @@ async def serve(
             asyncio.create_task(srv.acks.run(), name="acks"),
             asyncio.create_task(sweep_forever(store, clock, config.retention), name="retention"),
         ]
+        if srv.federation is not None:
+            background.append(
+                asyncio.create_task(srv.federation.prune_forever(), name="federation")
+            )
         if config.bus.recheck_s > 0:
             background.append(
                 asyncio.create_task(srv.recheck_forever(config.bus.recheck_s), name="recheck")

@@ -135,6 +135,43 @@ class RetentionSection(Section):
     ack_flush_s: float = 0.05
 
 
+class FederationSection(Section):
+    #: talk to taube servers of other domains (found by ``/.well-known/taube/server``)
+    enabled: bool = True
+    #: this server's base URL as other servers reach it (empty: taken from the request)
+    public_url: str = ""
+    #: where a domain's ``https://DOMAIN`` is reached instead (tests, private networks):
+    #: ``{"b.example" = "http://127.0.0.1:8471"}``; discovery still asks that host
+    hosts: dict[str, str] = {}
+    #: accept ``http://`` server URLs from discovery (tests on loopback only)
+    allow_http: bool = False
+    #: if not empty, only these domains may federate with this server
+    allow: list[str] = []
+    #: these domains may not federate with this server (checked after ``allow``)
+    deny: list[str] = []
+    #: signed requests per minute each remote server may make (and the burst)
+    requests_per_minute: float = 6000.0
+    #: unsigned or badly signed requests per minute per client address before it is throttled
+    failures_per_minute: float = 60.0
+    #: largest server-to-server request body, and largest answer taken from a remote
+    max_body_bytes: int = 1 << 20
+    #: how long a discovered server and its keys are cached
+    cache_s: float = 3600.0
+    #: how long to remember a domain that has no taube server
+    negative_cache_s: float = 300.0
+    #: a remote server that does not answer within this is unavailable
+    timeout_s: float = 10.0
+    #: the server key is replaced after this many days (the old one stays valid for a week)
+    key_rotation_days: float = 365.0
+
+    def __post_init__(self) -> None:
+        for domain, url in self.hosts.items():
+            if not url.startswith(("http://", "https://")):
+                raise ValueError(f"federation.hosts: {domain!r} needs an http(s):// URL")
+        if self.public_url and not self.public_url.startswith(("http://", "https://")):
+            raise ValueError("federation.public_url must be an http(s):// URL")
+
+
 class LogSection(Section):
     #: debug, info, warning or error
     level: Literal["debug", "info", "warning", "error"] = "info"
@@ -149,6 +186,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     limits: LimitsSection = msgspec.field(default_factory=LimitsSection)
     auth: AuthSection = msgspec.field(default_factory=AuthSection)
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
+    federation: FederationSection = msgspec.field(default_factory=FederationSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
 
     @property

@@ -36,6 +36,7 @@ from taube.server.bus import (
 )
 from taube.server.clock import Clock
 from taube.server.config import Config
+from taube.server.federation import Federation
 from taube.server.frames import queue_frame
 from taube.server.hub import Hub
 from taube.server.ratelimit import RateLimiter
@@ -70,6 +71,8 @@ class Server:
         self.trusted_proxies = config.server.trusted_networks
         #: the other nodes, when there are any (``bus.url``)
         self.bus: RemoteBus | None = None
+        #: other domains' servers (``federation.enabled``; set by ``serve``)
+        self.federation: Federation | None = None
 
     # ----------------------------------------------------------- auth
 

@@ -27,6 +27,8 @@ TEST_ENV = {
     "TAUBE_LIMITS_AUTH_PER_IP_PER_MINUTE": "100000",
     "TAUBE_LIMITS_AUTH_PER_ACCOUNT_PER_MINUTE": "1000",
     "TAUBE_LOG_LEVEL": "info",
+    # tests never reach out to other domains (tests/federation turns it on)
+    "TAUBE_FEDERATION_ENABLED": "false",
 }
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from taube.proto import http
 from taube.proto.errors import ErrorCode, ProtocolError
-from taube.proto.ids import DeviceId, UserId
+from taube.proto.ids import UserId
 from taube.proto.keys import DeviceKeys, IdentityKey, OneTimeKey
 from taube.proto.signing import (
     DOMAIN_DEVICE,
@@ -14,6 +14,7 @@ from taube.proto.signing import (
     ed25519_public_key,
     verify,
 )
+from taube.server.federation import keys as federated
 from taube.server.http.call import Call
 
 
@@ -91,17 +92,8 @@ async def count_keys(call: Call) -> http.KeyCount:
 
 
 async def query_keys(call: Call) -> http.KeysResponse:
-    found = await call.srv.store.query_keys([UserId(u) for u in call.body.users])
-    return http.KeysResponse(
-        users=[
-            http.UserKeys(user=user, identity=identity, devices=devices)
-            for user, identity, devices in found
-        ]
-    )
+    return await federated.query_keys(call.srv, [UserId(u) for u in call.body.users])
 
 
 async def claim_keys(call: Call) -> http.ClaimResponse:
-    keys = await call.srv.store.claim_keys(
-        [(UserId(ref.user), DeviceId(ref.device)) for ref in call.body.devices]
-    )
-    return http.ClaimResponse(keys=keys)
+    return http.ClaimResponse(keys=await federated.claim_keys(call.srv, list(call.body.devices)))

@@ -1,0 +1,228 @@
+"""Federation: this server talking to the taube servers of other domains.
+
+``Federation`` holds the parts: the server's keys (``keyring``), the
+directory of other servers (``discovery``), signed requests out
+(``request``) and the checks on signed requests in (``authenticate``, see
+``signing``), the allow/deny list and the per-server rate limits. The
+routes other servers call are in ``routes``; what the client API asks of
+other servers (key look-ups) is in ``keys``.
+
+Clients never talk to a foreign server: their own server asks for them and
+hands back what it got; the clients still check every device certificate
+and signed state event themselves, so a lying server can make them trust
+nothing.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any, TypeVar
+
+import aiohttp
+import msgspec
+from aiohttp import web
+from yarl import URL
+
+from taube.proto.codec import encode
+from taube.proto.errors import ErrorCode, ProtocolError
+from taube.proto.federation import FEDERATION_PREFIX, FRESHNESS_MS, FederationError
+from taube.server.clock import Clock
+from taube.server.config import Config
+from taube.server.federation.discovery import Directory, NoServer
+from taube.server.federation.keyring import ServerKeyring
+from taube.server.federation.signing import SignedRequest, signed_headers
+from taube.server.proxies import client_ip
+from taube.server.ratelimit import RateLimiter
+from taube.store import Store
+from taube.store import federation as stored
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+_error = msgspec.json.Decoder(FederationError)
+
+#: how often transaction ids older than the freshness window are forgotten
+PRUNE_INTERVAL_S = 60.0
+
+
+class Federation:
+    def __init__(self, config: Config, clock: Clock, store: Store) -> None:
+        self.config = config
+        self.settings = config.federation
+        self.domain = config.server.domain
+        self.clock = clock
+        self.store = store
+        self.keyring = ServerKeyring.open(config.data_dir / "federation", clock.now_ms())
+        rotated = self.keyring.rotate_if_older(
+            int(self.settings.key_rotation_days * 86400 * 1000), clock.now_ms()
+        )
+        if rotated:
+            log.info("rotated the server key", extra={"key": rotated})
+        self.limiter = RateLimiter(clock, per_minute=self.settings.requests_per_minute)
+        self.failures = RateLimiter(clock, per_minute=self.settings.failures_per_minute)
+        self._session: aiohttp.ClientSession | None = None
+        self._directory: Directory | None = None
+
+    async def __aenter__(self) -> Federation:
+        self._session = aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(limit_per_host=32, ttl_dns_cache=300)
+        )
+        self._directory = Directory(self.settings, self.clock, self._session)
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self._session is not None:
+            await self._session.close()
+
+    @property
+    def directory(self) -> Directory:
+        if self._directory is None:
+            raise RuntimeError("federation is not started")
+        return self._directory
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            raise RuntimeError("federation is not started")
+        return self._session
+
+    # ----------------------------------------------------------- policy
+
+    def allowed(self, domain: str) -> bool:
+        """Whether this server talks to ``domain`` at all."""
+        settings = self.settings
+        if not settings.enabled or domain == self.domain:
+            return False
+        if settings.allow and domain not in settings.allow:
+            return False
+        return domain not in settings.deny
+
+    def is_remote(self, domain: str) -> bool:
+        return domain != self.domain
+
+    # ----------------------------------------------------------- out
+
+    async def request(self, domain: str, method: str, path: str, body: Any, response: type[T]) -> T:
+        """A signed request to ``domain``'s server; its answer decoded as ``response``.
+
+        Raises ``NoServer`` (the domain has no taube server), or
+        ``ProtocolError``: ``forbidden`` (not allowed here), ``unavailable``
+        (unreachable, or it failed), or the remote's own error.
+        """
+        if not self.allowed(domain):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"this server does not federate with {domain}")
+        server = await self.directory.server(domain)
+        full = FEDERATION_PREFIX + path
+        data = encode(body) if body is not None else b""
+        headers = signed_headers(
+            self.keyring, self.domain, domain, method, full, data, self.clock.now_ms()
+        )
+        headers["Content-Type"] = "application/json"
+        timeout = aiohttp.ClientTimeout(total=self.settings.timeout_s)
+        try:
+            async with self.session.request(
+                method,
+                URL(server + full, encoded=True),
+                data=data,
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as answer:
+                content = await answer.content.read(self.settings.max_body_bytes + 1)
+                status = answer.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            self.directory.forget(domain)
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"cannot reach {domain}: {exc}") from exc
+        if len(content) > self.settings.max_body_bytes:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"{domain} answered with too much")
+        if status >= 400:
+            raise _remote_error(domain, status, content)
+        try:
+            return msgspec.json.decode(content, type=response)
+        except msgspec.DecodeError as exc:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"{domain} answered garbage") from exc
+
+    # ----------------------------------------------------------- in
+
+    async def authenticate(self, request: web.Request, body: bytes) -> str:
+        """Check a signed request (``signing``); returns the origin domain.
+
+        Every refusal also takes from the sender address's failure budget:
+        a server (or anyone) sending garbage is throttled with ``429``
+        before any work is done for it.
+        """
+        ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), [])
+        try:
+            origin = await self._check(request, body)
+        except ProtocolError as exc:
+            if exc.code != ErrorCode.RATE_LIMITED:
+                self.failures.take(ip)
+                log.info(
+                    "refused a federation request",
+                    extra={"ip": ip, "path": request.path, "error": exc.message},
+                )
+            raise
+        return origin
+
+    def _throttled(self, ip: str) -> bool:
+        """Whether ``ip`` has used up its budget of refused requests."""
+        bucket = self.failures.buckets.get(ip)
+        if bucket is None:
+            return False
+        refill = (self.clock.monotonic() - bucket.updated) * bucket.rate
+        return min(bucket.burst, bucket.tokens + refill) < 1
+
+    async def _check(self, request: web.Request, body: bytes) -> str:
+        ip = client_ip(request.remote, request.headers.get("X-Forwarded-For"), [])
+        if self._throttled(ip):
+            raise ProtocolError(
+                ErrorCode.RATE_LIMITED, "too many refused requests", retry_after=60.0
+            )
+        if not self.settings.enabled:
+            raise ProtocolError(ErrorCode.FORBIDDEN, "this server does not federate")
+        signed = SignedRequest(request.headers)
+        if signed.destination != self.domain:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, "the request is for another server")
+        if not self.allowed(signed.origin):
+            raise ProtocolError(
+                ErrorCode.FORBIDDEN, f"this server does not federate with {signed.origin}"
+            )
+        wait = self.limiter.take(signed.origin)
+        if wait > 0:
+            raise ProtocolError(ErrorCode.RATE_LIMITED, "too many requests", retry_after=wait)
+        signed.check_fresh(self.clock.now_ms())
+        try:
+            await signed.check_signature(self.directory, request.method, request.path_qs, body)
+        except NoServer as exc:
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, exc.message) from exc
+        fresh = await self.store.engine.write(
+            stored.remember_txn, signed.origin, signed.txn, self.clock.now_ms()
+        )
+        if not fresh:
+            raise ProtocolError(ErrorCode.CONFLICT, "replayed transaction")
+        return signed.origin
+
+    async def prune_forever(self) -> None:
+        """Forget transaction ids once their requests would be refused for age."""
+        while True:
+            await asyncio.sleep(PRUNE_INTERVAL_S)
+            try:
+                await self.store.engine.write(
+                    stored.forget_txns, self.clock.now_ms() - 2 * FRESHNESS_MS
+                )
+            except Exception as exc:
+                log.info("forgetting old transaction ids failed: %s", exc)
+
+
+def _remote_error(domain: str, status: int, content: bytes) -> ProtocolError:
+    try:
+        error = _error.decode(content)
+        code = ErrorCode(error.error)
+    except (msgspec.DecodeError, ValueError):
+        return ProtocolError(ErrorCode.UNAVAILABLE, f"{domain} answered HTTP {status}")
+    if code in (ErrorCode.UNAUTHORIZED, ErrorCode.BAD_SIGNATURE, ErrorCode.CONFLICT):
+        # it refused our signature: our key may be new to it, a retry may help
+        return ProtocolError(ErrorCode.UNAVAILABLE, f"{domain} refused us: {error.message}")
+    return ProtocolError(code, f"{domain}: {error.message}", retry_after=error.retry_after)
