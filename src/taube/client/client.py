@@ -48,6 +48,7 @@ from taube.client.connection import Connection
 from taube.client.contacts import Contacts
 from taube.client.conversations import Conversations
 from taube.client.history import History
+from taube.client.invites import InviteLink, Invites
 from taube.client.keys import Keys
 from taube.client.linking import Linking
 from taube.client.messages import Messages
@@ -131,6 +132,7 @@ class Client:
         )
         self._connection.handler = self._receiver
         self._tasks: list[asyncio.Task[None]] = []
+        self._invites = Invites(self, emit)
 
     # ================================================================ lifecycle
 
@@ -560,6 +562,27 @@ class Client:
     async def verify(self, address: str) -> None:
         """Mark ``address``'s current identity key as verified (after comparing)."""
         await self._verification.verify(address)
+
+    # ================================================================ invites
+
+    async def create_invite(self, name: str = "") -> InviteLink:
+        """An invite link (``.url``) for one person: whoever opens it gets a
+        chat with this user, both sides verified (``taube.client.invites``).
+        ``name``: the display name the link shows the newcomer."""
+        return await self._invites.create(name)
+
+    async def join_invite(self, link: str | InviteLink) -> ConversationId:
+        """Use an invite link: check the inviter's key against it, use it up
+        and start the verified chat. Raises ``InviteError`` (forged, used,
+        expired, revoked) without changing anything."""
+        return await self._invites.join(_invite_link(link))
+
+    async def revoke_invite(self, link: str | InviteLink) -> None:
+        await self._invites.revoke(_invite_link(link))
+
+
+def _invite_link(link: str | InviteLink) -> InviteLink:
+    return link if isinstance(link, InviteLink) else InviteLink.parse(link)
 
 
 __all__ = ["Client", "VerifiedDevice"]
