@@ -382,6 +382,14 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
   const client: Client & { blobs: Map<string, Blob> } = {
     blobs,
     connectors: fakeConnectors(),
+    archives: {
+      async export() {
+        return { file: new Blob(["TAUBE-ARCHIVE 1\n"]), code: "7K3M-Q9XD-2HPR-W4TB-8NCV-5FJA" };
+      },
+      async import() {
+        return { messages: 42, leftOut: [] };
+      },
+    },
     state: {
       session,
       connection,

@@ -16,6 +16,7 @@
 //   contacts       profiles, ours and our contacts'
 //   verification   safety numbers, QR and emoji verification
 //   connectors     the user's devices that relay e-mail, set up from here
+//   archives       the portable history, exported and imported
 //
 // Guarantees, as in the SDK (DESIGN §6): a message is stored before it is
 // acknowledged (nothing lost), a message id is shown once however often it
@@ -28,6 +29,7 @@ import { Api } from "./api";
 import { Attachments } from "./attachments";
 import { TaubeCarrier } from "./carrier";
 import { Connection } from "./connection";
+import { Archives } from "./archive";
 import { Connectors } from "./connectors";
 import { Contacts } from "./contacts";
 import { Conversations } from "./conversations";
@@ -68,6 +70,8 @@ export class Engine implements Client {
   private readonly receiver: Receiver;
   /** the user's connector devices (e-mail), found and set up from here */
   readonly connectors: Connectors;
+  /** the portable history: export and import (taube.client.archive's format) */
+  readonly archives: Archives;
 
   readonly state: State;
 
@@ -92,6 +96,16 @@ export class Engine implements Client {
     this.linking = new Linking(account, db, vault, api, this.carrier, this.history, begin);
     this.verification = new Verification(account, this.carrier, this.contacts, this.outbox, report);
     this.connectors = new Connectors(account, this.carrier);
+    this.archives = new Archives({
+      account,
+      db,
+      chains: this.conversations,
+      rows: this.messages,
+      titles: () => new Map(this.state.conversations.value.map((c) => [c.id, c.title])),
+      openPortal: (portal) => this.portals.open(portal),
+      createGroup: (title, members) => this.conversations.createGroup(title, members),
+      changed,
+    });
     this.receiver = new Receiver({
       account,
       db,

@@ -2,6 +2,7 @@
 // actions they may call. The engine (client.ts) owns the signals and is
 // the only writer; components read them and call `Actions`.
 import type { ReadonlySignal } from "@preact/signals";
+import type { ArchivesView } from "./archive";
 import type { ConnectorsView } from "./connectors";
 
 export type UserId = string;
@@ -242,4 +243,6 @@ export interface Client extends Actions {
   state: State;
   /** the user's connector devices (e-mail), found and set up from here */
   readonly connectors: ConnectorsView;
+  /** the portable history: export and import */
+  readonly archives: ArchivesView;
 }

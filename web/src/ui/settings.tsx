@@ -8,6 +8,7 @@ import { panel, useClient } from "./context";
 import { ConfirmDialog, Dialog, FormError } from "./dialog";
 import { formatListTime } from "./format";
 import { DeviceIcon, EditIcon, ImageIcon, LogoutIcon, PlusIcon, TrashIcon } from "./icons";
+import { ArchiveSection } from "./archive-settings";
 import { MailSection } from "./mail-settings";
 import { PanelFrame, Section } from "./panel";
 import { QrCode } from "./qr";
@@ -28,6 +29,7 @@ export function SettingsPanel(): JSX.Element {
         <NotificationSection />
         <DevicesSection />
         <MailSection />
+        <ArchiveSection />
         <Section title="Account">
           <p class="muted">
             Logged in as <strong>{session?.user}</strong>

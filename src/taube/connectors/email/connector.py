@@ -449,6 +449,7 @@ class EmailConnector:
                     or message.deleted
                     or message.status not in ("sent", "received")
                     or message.ts < since
+                    or (message.seq is not None and message.seq < 0)  # imported: sent before
                     or self.state.relayed(message.id)
                 ):
                     continue
