@@ -32,8 +32,9 @@ ALLOWED: dict[str, set[str]] = {
     "proto": set(),
     "crypto": {"proto"},
     "client": {"proto", "crypto"},
-    #: ``taube mail`` runs the e-mail connector (imported only by those commands)
-    "cli": {"proto", "crypto", "client", "connectors"},
+    #: ``taube mail`` runs the e-mail connector, ``taube tui`` the terminal UI
+    #: (each imported only by its command)
+    "cli": {"proto", "crypto", "client", "connectors", "tui"},
     "tui": {"proto", "crypto", "client"},
     "connectors": {"proto", "crypto", "client"},
     "store": {"proto"},

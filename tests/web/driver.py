@@ -31,6 +31,11 @@ def new_address(name: str) -> str:
     return f"{name}{next(_names)}w{os.getpid()}@example.org"
 
 
+def code_group(code: str) -> str:
+    """The last group of a recovery code (typed back to confirm it was kept)."""
+    return code.strip().rsplit("-", 1)[-1]
+
+
 def tid(page: Page | Locator, name: str) -> Locator:
     return page.locator(f'[data-testid="{name}"]')
 
@@ -44,7 +49,7 @@ async def sign_up(page: Page, name: str, device: str = "Browser") -> tuple[str, 
     await tid(page, "signup-device").fill(device)
     await tid(page, "signup-submit").click()
     code = (await tid(page, "recovery-code").inner_text(timeout=STEP_TIMEOUT_MS)).strip()
-    await tid(page, "recovery-stored").check()
+    await tid(page, "recovery-typeback").fill(code_group(code))
     await tid(page, "recovery-confirm").click()
     await expect(tid(page, "new-chat")).to_be_visible()
     return address, code

@@ -26,6 +26,7 @@ from tests.web.conftest import ARTIFACTS, PASSWORD, PageFactory, SdkFactory
 from tests.web.driver import (
     SENT,
     NetworkSwitch,
+    code_group,
     create_group,
     message,
     open_conversation,
@@ -96,10 +97,11 @@ async def people(tmp_path: Path, web_server: ServerProcess) -> AsyncIterator[Sdk
 
 async def sign_up_as(page: Page, name: str, guide: bool = False) -> str:
     """Sign up through the screens (as ``driver.sign_up``) as
-    ``name@example.org``, with a display name; ``guide`` also shoots the
-    form and the recovery code."""
+    ``name@example.org``, with the display name ``Name``; ``guide`` also
+    shoots the form and the recovery code."""
     address = f"{name}@example.org"
     await tid(page, "tab-signup").click()
+    await tid(page, "signup-name").fill(name.capitalize())
     await tid(page, "signup-address").fill(address)
     await tid(page, "signup-password").fill(PASSWORD)
     await tid(page, "signup-device").fill("Laptop")
@@ -107,15 +109,12 @@ async def sign_up_as(page: Page, name: str, guide: bool = False) -> str:
         await shoot(page, "guide-signup")
     await tid(page, "signup-submit").click()
     await expect(tid(page, "recovery-code")).to_be_visible()
-    await tid(page, "recovery-stored").check()
+    code = await tid(page, "recovery-code").inner_text()
+    await tid(page, "recovery-typeback").fill(code_group(code))
     if guide:
         await shoot(page, "guide-recovery-code")
     await tid(page, "recovery-confirm").click()
     await expect(tid(page, "new-chat")).to_be_visible()
-    await tid(page, "open-settings").click()
-    await tid(page, "settings-name").fill(name.capitalize())
-    await tid(page, "settings-name-save").click()
-    await tid(page, "panel-back").click()
     return address
 
 

@@ -419,6 +419,45 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
     async logout() {
       session.value = null;
     },
+    async startOver(address) {
+      await sleep(600);
+      session.value = { user: address, device: "dev4", server: "" };
+      return { user: address, recoveryCode: "Q3WE-8RTY-UP4A-SD6F-GH7J-KL2Z" };
+    },
+    async renewRecoveryCode() {
+      await sleep(300);
+      return "N5BV-C2XZ-LK9J-HG4F-DS3A-PO8I";
+    },
+    async privacy() {
+      return { presence: "contacts" as const, findable: false, name: "" };
+    },
+    async serverDomain() {
+      return "example.org";
+    },
+    async setPrivacy(p) {
+      return p;
+    },
+    async createInvite() {
+      await sleep(200);
+      return { url: `${location.origin}/#/invite/${ME}/q1w2e3r4t5y6u7i8o9p0aa/z1x2c3v4b5n6m7l8k9j0hh`, expiresMs: now + 7 * DAY };
+    },
+    async revokeInvite() {},
+    async checkInvite(url) {
+      return { url, inviter: ME, name: "Ana" };
+    },
+    async joinInvite() {
+      return conversations.value[0]?.id ?? "";
+    },
+    async presence() {
+      return { visible: true, online: true, lastSeenMs: null };
+    },
+    async searchDirectory() {
+      return [];
+    },
+    async renameContact(user, alias) {
+      const current = contacts.value[user] ?? { user, name: "", avatar: null, verified: false };
+      contacts.value = { ...contacts.value, [user]: { ...current, alias } };
+    },
     async devices(): Promise<DeviceView[]> {
       await sleep(150);
       return [

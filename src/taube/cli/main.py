@@ -13,8 +13,12 @@ import importlib
 import logging
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import taube
+
+if TYPE_CHECKING:
+    from taube.client import Client
 
 
 def parser() -> argparse.ArgumentParser:
@@ -33,7 +37,24 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the server (taube serve --help)", add_help=False)
     sub.add_parser("version", help="print the version")
     add_commands(sub)
+    sub.add_parser("tui", help="the terminal UI (the tui extra)").set_defaults(handler=tui)
     return p
+
+
+async def tui(client: Client, args: argparse.Namespace) -> int:
+    """``taube tui``: the profile opened as for every command, then the app on it."""
+    from taube.client import ClientError
+
+    try:
+        from taube.tui import run as run_tui
+    except ImportError as exc:  # pragma: no cover - depends on the install
+        raise ClientError(
+            f"taube tui needs the tui extra: pip install 'taube[tui]' ({exc})"
+        ) from exc
+    if not client.logged_in:
+        raise ClientError("no account on this device yet: taube account register (or login)")
+    await run_tui(client, log_file=client.profile_dir / "tui.log")
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:

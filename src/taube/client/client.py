@@ -132,7 +132,7 @@ class Client:
         )
         self._connection.handler = self._receiver
         self._tasks: list[asyncio.Task[None]] = []
-        self._invites = Invites(self, emit)
+        self._invites = Invites(self, emit, self._conversations, self._contacts, self._background)
 
     # ================================================================ lifecycle
 

@@ -25,6 +25,7 @@ swap either identity key unnoticed.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import dataclasses
 import hashlib
@@ -42,7 +43,10 @@ from taube.proto.errors import ProtocolError
 from taube.proto.ids import ConversationId, UserId, parse_address
 
 if TYPE_CHECKING:
+    from taube.client.background import Background
     from taube.client.client import Client
+    from taube.client.contacts import Contacts
+    from taube.client.conversations import Conversations
     from taube.client.session import Emit
 
 PREFIX = "taube.invite."
@@ -118,9 +122,19 @@ class InviteLink:
 class Invites:
     """Making, revoking and joining invite links; checking proofs."""
 
-    def __init__(self, client: Client, emit: Emit) -> None:
+    def __init__(
+        self,
+        client: Client,
+        emit: Emit,
+        conversations: Conversations,
+        contacts: Contacts,
+        background: Background,
+    ) -> None:
         self._client = client
         self._emit = emit
+        self._conversations = conversations
+        self._contacts = contacts
+        self._background = background
         client.handle_to_device(PREFIX, self._on_message)
 
     async def create(
@@ -205,3 +219,15 @@ class Invites:
         keys.mark_verified(sender.user, pinned[0])
         profile.put_text(_KV + invite, json.dumps({**record, "joiner": sender.user}))
         self._emit(ev.VerificationDone(f"invite:{invite[:8]}", sender.user, True))
+        self._background.spawn(self._welcome(sender.user))
+
+    async def _welcome(self, joiner: UserId, looks: int = 150) -> None:
+        """Send our profile (our name) into the chat the joiner started, once
+        it is here (the proof comes in the device queue, before the chat);
+        we look for it every 0.2 s for half a minute."""
+        for _ in range(looks):
+            conversation = await self._conversations.find_direct(joiner)
+            if conversation is not None:
+                await self._contacts.send_profile(conversation)
+                return
+            await asyncio.sleep(0.2)

@@ -17,6 +17,8 @@
 //   verification   safety numbers, QR and emoji verification
 //   connectors     the user's devices that relay e-mail, set up from here
 //   archives       the portable history, exported and imported
+//   invites        invite links: a first contact verified from the start
+//   people         presence, the opt-in directory, privacy settings
 //
 // Guarantees, as in the SDK (DESIGN §6): a message is stored before it is
 // acknowledged (nothing lost), a message id is shown once however often it
@@ -35,11 +37,26 @@ import { Contacts } from "./contacts";
 import { Conversations } from "./conversations";
 import { Db } from "./db";
 import { History } from "./history";
+import { InviteError, Invites, parseInvite } from "./invites";
 import type { Keys } from "./keys";
 import { Linking } from "./linking";
 import { Messages } from "./messages";
-import type { AttachmentEntry, Client, DeviceView, MessageView, NewAccount, Role, Settings, State } from "./model";
+import type {
+  AttachmentEntry,
+  Client,
+  DeviceView,
+  InviteView,
+  MessageView,
+  NewAccount,
+  PresenceView,
+  PrivacySettings,
+  Role,
+  Settings,
+  State,
+} from "./model";
 import { Outbox } from "./outbox";
+import { OwnHistory } from "./own-history";
+import { People } from "./people";
 import { emailPortal, isOwnDomain, Portals } from "./portals";
 import { Receiver } from "./receiver";
 import { Session } from "./session";
@@ -68,6 +85,11 @@ export class Engine implements Client {
   private readonly linking: Linking;
   private readonly verification: Verification;
   private readonly receiver: Receiver;
+  private readonly invites: Invites;
+  private readonly people: People;
+  private readonly ownHistory: OwnHistory;
+  /** logged in with the recovery code: ask the other devices for history once online */
+  private wantHistory = false;
   /** the user's connector devices (e-mail), found and set up from here */
   readonly connectors: Connectors;
   /** the portable history: export and import (taube.client.archive's format) */
@@ -95,6 +117,9 @@ export class Engine implements Client {
     this.history = new History(db, api, this.attachments, this.conversations, this.messages);
     this.linking = new Linking(account, db, vault, api, this.carrier, this.history, begin);
     this.verification = new Verification(account, this.carrier, this.contacts, this.outbox, report);
+    this.invites = new Invites(account, db, api, this.carrier, this.contacts, (address) => this.startChat(address), changed);
+    this.people = new People(api);
+    this.ownHistory = new OwnHistory(account, this.carrier, this.history, () => this.reloadProfile());
     this.connectors = new Connectors(account, this.carrier);
     this.archives = new Archives({
       account,
@@ -116,6 +141,7 @@ export class Engine implements Client {
       links: this.linking,
       sas: this.verification,
       connectors: this.connectors,
+      inboxes: [this.invites, this.ownHistory],
       sender: this.outbox,
       changed,
     });
@@ -174,6 +200,10 @@ export class Engine implements Client {
     try {
       await keys.replenish();
       await this.conversations.catchUp();
+      if (this.wantHistory) {
+        this.wantHistory = false;
+        await this.ownHistory.request();
+      }
     } catch (e) {
       console.warn("after welcome", e);
     }
@@ -199,12 +229,86 @@ export class Engine implements Client {
 
   // ================================================================ account
 
-  register(address: string, password: string, deviceName: string): Promise<NewAccount> {
-    return this.session.register(address, password, deviceName);
+  async register(address: string, password: string, deviceName: string, name = ""): Promise<NewAccount> {
+    const account = await this.session.register(address, password, deviceName);
+    if (name.trim()) await this.setProfile(name.trim(), null);
+    return account;
   }
 
-  loginWithRecoveryCode(address: string, password: string, code: string, deviceName: string): Promise<void> {
-    return this.session.loginWithRecoveryCode(address, password, code, deviceName);
+  startOver(address: string, password: string, deviceName: string): Promise<NewAccount> {
+    return this.session.startOver(address, password, deviceName);
+  }
+
+  renewRecoveryCode(): Promise<string> {
+    return this.session.renewRecoveryCode();
+  }
+
+  privacy(): Promise<PrivacySettings> {
+    return this.people.privacy();
+  }
+
+  serverDomain(): Promise<string> {
+    return this.people.domain();
+  }
+
+  setPrivacy(settings: PrivacySettings): Promise<PrivacySettings> {
+    return this.people.setPrivacy(settings);
+  }
+
+  // ================================================================ people
+
+  async createInvite(): Promise<{ url: string; expiresMs: number }> {
+    const keys = this.session.need();
+    const name = this.contacts.contact(keys.user)?.name || this.session.settings.value.name;
+    const { url, expiresMs } = await this.invites.create(name);
+    return { url, expiresMs };
+  }
+
+  revokeInvite(url: string): Promise<void> {
+    return this.invites.revoke(parseInvite(url));
+  }
+
+  async checkInvite(url: string): Promise<InviteView> {
+    const link = parseInvite(url);
+    if (link.server !== location.origin) throw new InviteError(`this invite is for another server: open it at ${link.server}`);
+    const invite = await this.invites.check(link);
+    return { url, inviter: invite.inviter, name: link.name };
+  }
+
+  joinInvite(url: string): Promise<string> {
+    return this.invites.join(parseInvite(url));
+  }
+
+  presence(user: string): Promise<PresenceView> {
+    return this.people.presence(user);
+  }
+
+  searchDirectory(query: string): Promise<{ user: string; name: string }[]> {
+    return this.people.searchDirectory(query);
+  }
+
+  renameContact(user: string, alias: string): Promise<void> {
+    return this.contacts.rename(user, alias);
+  }
+
+  async loginWithRecoveryCode(address: string, password: string, code: string, deviceName: string): Promise<void> {
+    this.wantHistory = true;
+    try {
+      await this.session.loginWithRecoveryCode(address, password, code, deviceName);
+    } catch (e) {
+      this.wantHistory = false;
+      throw e;
+    }
+  }
+
+  /** A history from another device of the user was stored: show it. */
+  private async reloadProfile(): Promise<void> {
+    const keys = this.session.need();
+    await this.messages.reload(await this.outbox.queued());
+    await this.conversations.load(keys);
+    await this.contacts.load();
+    await this.conversations.refreshDerived();
+    this.bump();
   }
 
   loginWithLinkCode(address: string, password: string, code: string, deviceName: string): Promise<void> {

@@ -21,10 +21,28 @@ export class Contacts implements Profiles, Trust {
     private readonly sender: Sender,
   ) {}
 
+  /** user → the name given them on this device */
+  private aliases: Record<string, string> = {};
+
   async load(): Promise<void> {
+    this.aliases = ((await this.db.get("kv", "aliases"))?.value as Record<string, string> | undefined) ?? {};
     const contacts: Record<string, Contact> = {};
     for (const p of await this.db.all("profiles")) contacts[p.user] = this.contactOf(p.user, p.name, p.avatar);
+    for (const user of Object.keys(this.aliases)) contacts[user] ??= this.contactOf(user, "", null);
     this.contacts.value = contacts;
+  }
+
+  /** Call `user` `alias` on this device (empty: by their own name again). */
+  async rename(user: string, alias: string): Promise<void> {
+    const name = alias.trim().slice(0, 100);
+    if (name) this.aliases[user] = name;
+    else delete this.aliases[user];
+    await this.db.put("kv", { key: "aliases", value: { ...this.aliases } });
+    const current = this.contacts.value[user] ?? this.contactOf(user, "", null);
+    const next: Contact = { ...current };
+    if (name) next.alias = name;
+    else delete next.alias;
+    this.contacts.value = { ...this.contacts.value, [user]: next };
   }
 
   contact(user: string): Contact | undefined {
@@ -83,6 +101,9 @@ export class Contacts implements Profiles, Trust {
 
   private contactOf(user: string, name: string, avatar: Record<string, unknown> | null): Contact {
     const blob = avatar ? String(avatar.blob ?? "") : "";
-    return { user, name, avatar: this.attachments.cachedUrl(blob), verified: this.account.keys?.pinned(user)?.verified ?? false };
+    const contact: Contact = { user, name, avatar: this.attachments.cachedUrl(blob), verified: this.account.keys?.pinned(user)?.verified ?? false };
+    const alias = this.aliases[user];
+    if (alias) contact.alias = alias;
+    return contact;
   }
 }

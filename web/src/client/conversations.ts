@@ -291,8 +291,8 @@ export class Conversations implements ChainStore {
       const contact = (u: string) => contacts[u];
       const portal = portals.get(id) ?? null;
       const title = state.kind === "direct"
-        ? contact(others[0] ?? "")?.name || others[0] || "Just you"
-        : this.titles.get(id) || portal?.title || portal?.chat || others.map((u) => contact(u)?.name || u.split("@")[0]).join(", ") || "New group";
+        ? contact(others[0] ?? "")?.alias || contact(others[0] ?? "")?.name || others[0] || "Just you"
+        : this.titles.get(id) || portal?.title || portal?.chat || others.map((u) => contact(u)?.alias || contact(u)?.name || u.split("@")[0]).join(", ") || "New group";
       views.push({
         id,
         kind: state.kind,

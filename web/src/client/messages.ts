@@ -69,6 +69,12 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
     for (const [c, o] of Object.entries((reads?.value as Record<string, number>) ?? {})) this.read.set(c, o);
   }
 
+  /** Read the rows again (a history from another device was stored). */
+  async reload(queued: Set<string>): Promise<void> {
+    this.byConversation.clear();
+    await this.load(queued);
+  }
+
   nextOrder(): number {
     return this.order++;
   }

@@ -121,9 +121,37 @@ export interface ConversationView {
 
 export interface Contact {
   user: UserId;
+  /** the name from their (end-to-end encrypted) profile */
   name: string;
+  /** the name the user gave them on this device, if any (wins over `name`) */
+  alias?: string;
   avatar: string | null;
   verified: boolean;
+}
+
+/** What the server lets us see of someone's presence (their privacy setting). */
+export interface PresenceView {
+  visible: boolean;
+  online: boolean;
+  /** rounded down to 5 minutes; null: never or not shown */
+  lastSeenMs: number | null;
+}
+
+/** The account's privacy settings (kept and enforced by the server). */
+export interface PrivacySettings {
+  /** who sees "online" and "last seen": contacts = people with a direct chat */
+  presence: "everyone" | "contacts" | "nobody";
+  /** others can find this account by `name` (off by default) */
+  findable: boolean;
+  name: string;
+}
+
+/** An invite link as the newcomer sees it before using it. */
+export interface InviteView {
+  url: string;
+  inviter: UserId;
+  /** the name the link carries (a hint from the inviter) */
+  name: string;
 }
 
 export interface DeviceView {
@@ -186,7 +214,30 @@ export interface NewAccount {
 
 export interface Actions {
   // account
-  register(address: string, password: string, deviceName: string): Promise<NewAccount>;
+  /** `name`: the display name shared with contacts (empty: none yet) */
+  register(address: string, password: string, deviceName: string, name?: string): Promise<NewAccount>;
+  /** every device and the recovery code lost: new keys on the same address */
+  startOver(address: string, password: string, deviceName: string): Promise<NewAccount>;
+  /** a new recovery code; the old one stops working */
+  renewRecoveryCode(): Promise<string>;
+  privacy(): Promise<PrivacySettings>;
+  /** the domain of the addresses this server hosts (example.org) */
+  serverDomain(): Promise<string>;
+  setPrivacy(settings: PrivacySettings): Promise<PrivacySettings>;
+
+  // people
+  /** an invite link (and QR payload) for one person; the chat with them is verified */
+  createInvite(): Promise<{ url: string; expiresMs: number }>;
+  revokeInvite(url: string): Promise<void>;
+  /** whose the link is, and whether it can still be used (needs no account) */
+  checkInvite(url: string): Promise<InviteView>;
+  /** use the link: the verified chat with the inviter */
+  joinInvite(url: string): Promise<ConversationId>;
+  presence(user: UserId): Promise<PresenceView>;
+  /** people who chose to be found by name (3 characters at least) */
+  searchDirectory(query: string): Promise<{ user: UserId; name: string }[]>;
+  /** the name this device shows for `user` (empty: their own) */
+  renameContact(user: UserId, alias: string): Promise<void>;
   /** log in on this browser with the recovery code (restores the identity key) */
   loginWithRecoveryCode(address: string, password: string, code: string, deviceName: string): Promise<void>;
   /** log in and wait for an existing device to confirm the link code */

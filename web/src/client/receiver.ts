@@ -7,6 +7,7 @@
 import { signal } from "@preact/signals";
 import { b64decode, fromUtf8 } from "../crypto/base64";
 import { CryptoError } from "../crypto/errors";
+import type { VerifiedDevice } from "../crypto/keys";
 import { acceptRoomKey } from "../crypto/keyshare";
 import { SAS_TYPES } from "../crypto/verification";
 import {
@@ -47,6 +48,8 @@ export interface ReceiverParts {
   sas: SasInbox;
   /** connector devices' statuses (taube.connector.*) */
   connectors: ConnectorInbox;
+  /** to-device payloads for other parts, by type prefix (invite proofs, history for an own device) */
+  inboxes: { prefix: string; onMessage(sender: VerifiedDevice, type: string, content: Record<string, unknown>): Promise<void> }[];
   /** for delivery receipts */
   sender: Sender;
   /** messages or conversations changed: the screens redraw */
@@ -310,6 +313,12 @@ export class Receiver implements FrameSink {
     }
     if (SAS_TYPES.has(payload.type)) {
       await this.parts.sas.onSas(sender, payload.type, (payload.content ?? {}) as Record<string, unknown>);
+      await this.keysChanged();
+      return;
+    }
+    const inbox = this.parts.inboxes.find((i) => payload.type.startsWith(i.prefix));
+    if (inbox) {
+      await inbox.onMessage(sender, payload.type, (payload.content ?? {}) as Record<string, unknown>);
       await this.keysChanged();
       return;
     }

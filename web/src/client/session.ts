@@ -91,6 +91,37 @@ export class Session implements Account {
     await this.signedIn(keys);
   }
 
+  /** A new recovery code: the identity key sealed again under it replaces
+   * the backup on the server, so the old code opens nothing any more. */
+  async renewRecoveryCode(): Promise<string> {
+    const keys = this.need();
+    const code = newRecoveryCode();
+    const sealed = await sealBackup(keys.identity, keys.user, code);
+    await this.api.call("PUT", "/keys/backup", { sealed: b64encodePadded(sealed) } satisfies KeyBackup);
+    return code;
+  }
+
+  /** Every device and the recovery code are lost: keep the address (the
+   * password proves it), make a new identity key and a new recovery code,
+   * and remove the old devices, whose keys nobody holds any more. Old
+   * history is gone; contacts see a key change. */
+  async startOver(address: string, password: string, deviceName: string): Promise<NewAccount> {
+    const user = parseAddress(address);
+    const session = await this.api.call<SessionBody>("POST", "/sessions", { address: user, password, device_name: deviceName });
+    this.api.token = session.token;
+    const devices = await this.api.call<DeviceList>("GET", "/devices");
+    for (const d of devices.devices) {
+      if (d.device !== session.device) await this.api.call("DELETE", `/devices/${encodeURIComponent(d.device)}`, { password });
+    }
+    const identity = await IdentityKeyPair.generate();
+    const keys = await Keys.create(this.db, this.vault, this.api, session, identity);
+    await keys.publish();
+    const code = newRecoveryCode();
+    await this.api.call("PUT", "/keys/backup", { sealed: b64encodePadded(await sealBackup(identity, user, code)) } satisfies KeyBackup);
+    await this.signedIn(keys);
+    return { user, recoveryCode: code };
+  }
+
   /** End the session on the server and wipe this browser's profile (the
    * caller closes the connection first). */
   async logout(): Promise<void> {

@@ -9,11 +9,13 @@ import { ContactPanel } from "./contact";
 import { ClientContext, openConversation, openId, panel, pendingRecovery, signingUp, useClient } from "./context";
 import { ConversationPanel } from "./conversation-info";
 import { CloseIcon } from "./icons";
+import { InviteJoiner, watchInvites } from "./invite";
 import { SettingsPanel } from "./settings";
 import { Sidebar } from "./sidebar";
 import { VerificationDialog } from "./verification";
 
 export function App({ client }: { client: Client }): JSX.Element {
+  useEffect(watchInvites, []);
   return (
     <ClientContext.Provider value={client}>
       <Root />
@@ -52,6 +54,7 @@ function Shell(): JSX.Element {
   const client = useClient();
   const { state } = client;
   useHistory(client);
+  useUnreadTitle(client);
   const id = openId.value;
   const conversation = id ? state.conversations.value.find((c) => c.id === id) : undefined;
   const side = panel.value;
@@ -100,9 +103,18 @@ function Shell(): JSX.Element {
         </aside>
       )}
       <VerificationDialog />
+      <InviteJoiner />
       <ErrorToast />
     </div>
   );
+}
+
+/** the tab's title counts unread messages: "(3) taube" */
+function useUnreadTitle(client: Client): void {
+  const unread = client.state.conversations.value.reduce((sum, c) => sum + c.unread, 0);
+  useEffect(() => {
+    document.title = unread > 0 ? `(${unread > 99 ? "99+" : unread}) taube` : "taube";
+  }, [unread]);
 }
 
 function ErrorToast(): JSX.Element | null {

@@ -7,6 +7,7 @@ import { useClient } from "./context";
 import { Dialog } from "./dialog";
 import { formatDuration, formatSize } from "./format";
 import { DownloadIcon, FileIcon, OpenIcon, PauseIcon, PlayIcon } from "./icons";
+import { MediaViewer } from "./media-viewer";
 
 type UrlState = { url: string | null; error: string | null; loading: boolean };
 
@@ -98,11 +99,14 @@ export function Attachment({ entry, message }: { entry: AttachmentEntry; message
   }
 }
 
+/** The box keeps the picture's shape; a photo is shown at its natural size
+ * when it fits the bubble and scaled down when not, never up. */
 function sizeStyle(entry: AttachmentEntry): Record<string, string> {
   const w = entry.width ?? entry.thumbnail?.width;
   const h = entry.height ?? entry.thumbnail?.height;
   if (!w || !h) return {};
-  return { aspectRatio: `${w} / ${h}` };
+  if (entry.kind !== "image" || !entry.width) return { aspectRatio: `${w} / ${h}` };
+  return { aspectRatio: `${w} / ${h}`, width: `min(${entry.width}px, 340px, 64vw)`, minWidth: "0" };
 }
 
 function ImageAttachment({ entry, message }: { entry: AttachmentEntry; message: MessageView }): JSX.Element {
@@ -128,21 +132,7 @@ function ImageAttachment({ entry, message }: { entry: AttachmentEntry; message: 
         {full.error && <span class="image-box__error">Could not load the photo</span>}
       </button>
       <TransferBar ids={[message.id, entry.blob]} />
-      {open && (
-        <Dialog title={entry.name} onClose={() => setOpen(false)} wide testid="lightbox">
-          <div class="lightbox">
-            {src && <img src={src} alt={entry.name} />}
-            <div class="dialog__actions">
-              <span class="muted">{formatSize(entry.size)}</span>
-              {full.url && (
-                <button type="button" class="button button--ghost" onClick={() => full.url && download(full.url, entry.name)}>
-                  <DownloadIcon size={18} /> Download
-                </button>
-              )}
-            </div>
-          </div>
-        </Dialog>
-      )}
+      {open && <MediaViewer start={entry} onClose={() => setOpen(false)} />}
     </div>
   );
 }

@@ -1,12 +1,14 @@
 // Sign up, log in (recovery code or link from another device), and the
 // recovery code shown once after sign-up.
 import type { JSX } from "preact";
-import { useState } from "preact/hooks";
+import { useEffect, useState } from "preact/hooks";
+import type { NewAccount } from "../client/model";
 import { ADDRESS_PATTERN } from "../gen/proto";
 import { pendingRecovery, signingUp, useClient } from "./context";
 import { defaultDeviceName } from "./format";
-import { CheckIcon, CopyIcon, LockIcon, LogoMark } from "./icons";
+import { CheckIcon, CopyIcon, DownloadIcon, LockIcon, LogoMark } from "./icons";
 import { FormError } from "./dialog";
+import { InviteBanner } from "./invite";
 import { canScan, QrScanner } from "./qr-scan";
 
 const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
@@ -14,12 +16,28 @@ const ADDRESS_RE = new RegExp(ADDRESS_PATTERN, "u");
 const LINK_CODE_RE = /^[0-9A-Z]{4}(-[0-9A-Z]{4}){8}$/u;
 
 function errorText(err: unknown): string {
-  if (err instanceof Error) return err.message;
+  if (err instanceof Error) {
+    if ((err as { code?: string }).code === "wrong_recovery_code") {
+      return "That recovery code is not right. Nothing was changed: check it and try again.";
+    }
+    return err.message;
+  }
   return String(err);
 }
 
+/** an address from a name: "Ana María" → "ana.maria" */
+function localPart(name: string): string {
+  return name
+    .normalize("NFKD")
+    .replace(/[\u0300-\u036f]/gu, "")
+    .toLowerCase()
+    .replace(/[^a-z0-9]+/gu, ".")
+    .replace(/^[._-]+|[._-]+$/gu, "")
+    .slice(0, 40);
+}
+
 export function AuthScreen(): JSX.Element {
-  const [mode, setMode] = useState<"signup" | "login">("signup");
+  const [mode, setMode] = useState<"signup" | "login" | "start-over">("signup");
   return (
     <main class="auth">
       <div class="auth__card">
@@ -47,7 +65,7 @@ export function AuthScreen(): JSX.Element {
             type="button"
             role="tab"
             id="tab-login"
-            aria-selected={mode === "login"}
+            aria-selected={mode !== "signup"}
             aria-controls="auth-panel"
             class="tabs__tab"
             data-testid="tab-login"
@@ -56,8 +74,9 @@ export function AuthScreen(): JSX.Element {
             Log in
           </button>
         </div>
-        <div id="auth-panel" role="tabpanel" aria-labelledby={`tab-${mode}`}>
-          {mode === "signup" ? <SignUpForm /> : <LoginForm />}
+        <InviteBanner />
+        <div id="auth-panel" role="tabpanel" aria-labelledby={`tab-${mode === "signup" ? "signup" : "login"}`}>
+          {mode === "signup" ? <SignUpForm /> : mode === "login" ? <LoginForm onStartOver={() => setMode("start-over")} /> : <StartOverForm onBack={() => setMode("login")} />}
         </div>
         <p class="auth__footnote">
           <LockIcon size={16} /> Messages are encrypted on this device. The server never sees them.
@@ -73,12 +92,31 @@ function normalizeAddress(value: string): string {
 
 function SignUpForm(): JSX.Element {
   const client = useClient();
+  const [name, setName] = useState("");
+  const [domain, setDomain] = useState("");
+  /** the user typed an address of their own: stop suggesting one */
+  const [ownAddress, setOwnAddress] = useState(false);
   const [address, setAddress] = useState("");
   const [password, setPassword] = useState("");
   const [deviceName, setDeviceName] = useState(defaultDeviceName());
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string | null>(null);
   const [showPassword, setShowPassword] = useState(false);
+
+  useEffect(() => {
+    client.serverDomain().then(setDomain, () => undefined);
+  }, []);
+
+  // until the user types an address of their own, suggest one from the name
+  useEffect(() => {
+    if (ownAddress || !domain) return;
+    const local = localPart(name);
+    setAddress(local ? `${local}@${domain}` : "");
+  }, [name, domain]);
+
+  function typeName(value: string): void {
+    setName(value);
+  }
 
   async function submit(e: Event): Promise<void> {
     e.preventDefault();
@@ -95,7 +133,7 @@ function SignUpForm(): JSX.Element {
     setError(null);
     signingUp.value = true;
     try {
-      const account = await client.register(addr, password, deviceName.trim() || defaultDeviceName());
+      const account = await client.register(addr, password, deviceName.trim() || defaultDeviceName(), name.trim());
       pendingRecovery.value = account;
     } catch (err) {
       setError(errorText(err));
@@ -107,7 +145,29 @@ function SignUpForm(): JSX.Element {
 
   return (
     <form class="form" onSubmit={submit} data-testid="signup-form" aria-busy={busy}>
-      <AddressField value={address} onInput={setAddress} testid="signup-address" />
+      <label class="field">
+        <span class="field__label">Your name</span>
+        <input
+          class="input"
+          type="text"
+          name="name"
+          autocomplete="name"
+          maxLength={80}
+          placeholder="How others see you"
+          value={name}
+          onInput={(e) => typeName(e.currentTarget.value)}
+          data-testid="signup-name"
+        />
+      </label>
+      <AddressField
+        value={address}
+        onInput={(value) => {
+          setOwnAddress(true);
+          setAddress(value);
+        }}
+        testid="signup-address"
+        hint={domain ? `Your address on this server: you@${domain}. Others can reach you by it.` : undefined}
+      />
       <label class="field">
         <span class="field__label">Password</span>
         <span class="input-with-button">
@@ -145,7 +205,7 @@ function SignUpForm(): JSX.Element {
   );
 }
 
-function LoginForm(): JSX.Element {
+function LoginForm({ onStartOver }: { onStartOver: () => void }): JSX.Element {
   const client = useClient();
   const [address, setAddress] = useState("");
   const [password, setPassword] = useState("");
@@ -281,12 +341,82 @@ function LoginForm(): JSX.Element {
         busy={busy}
         label={busy ? "Restoring your keys…" : "Log in"}
       />
+      <p class="muted auth__lost">
+        Lost every device and the recovery code?{" "}
+        <button type="button" class="link-button" onClick={onStartOver} data-testid="start-over">
+          Start over with new keys
+        </button>
+      </p>
+    </form>
+  );
+}
+
+/** Both ways in are lost: the same address with new keys. */
+function StartOverForm({ onBack }: { onBack: () => void }): JSX.Element {
+  const client = useClient();
+  const [address, setAddress] = useState("");
+  const [password, setPassword] = useState("");
+  const [understood, setUnderstood] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string | null>(null);
+
+  async function submit(e: Event): Promise<void> {
+    e.preventDefault();
+    const addr = normalizeAddress(address);
+    if (!ADDRESS_RE.test(addr)) {
+      setError("Enter an address like alice@example.org.");
+      return;
+    }
+    setBusy(true);
+    setError(null);
+    signingUp.value = true;
+    try {
+      pendingRecovery.value = await client.startOver(addr, password, defaultDeviceName());
+    } catch (err) {
+      setError(errorText(err));
+    } finally {
+      signingUp.value = false;
+      setBusy(false);
+    }
+  }
+
+  return (
+    <form class="form" onSubmit={submit} data-testid="start-over-form" aria-busy={busy}>
+      <h2 class="form__title">Start over with new keys</h2>
+      <p>
+        Keep your address, with new keys and a new recovery code. Your old messages cannot be read any more, your other
+        devices are signed out, and your contacts see that your keys changed.
+      </p>
+      <AddressField value={address} onInput={setAddress} testid="start-over-address" />
+      <label class="field">
+        <span class="field__label">Password</span>
+        <input
+          class="input"
+          type="password"
+          autocomplete="current-password"
+          required
+          value={password}
+          onInput={(e) => setPassword(e.currentTarget.value)}
+          data-testid="start-over-password"
+        />
+      </label>
+      <label class="checkbox">
+        <input type="checkbox" checked={understood} onChange={(e) => setUnderstood(e.currentTarget.checked)} data-testid="start-over-understood" />
+        <span>I understand that my old messages are gone</span>
+      </label>
+      <FormError error={error} testid="start-over-error" />
+      <button type="submit" class="button button--danger button--wide" disabled={busy || !understood} data-testid="start-over-submit">
+        {busy ? "Making new keys…" : "Start over"}
+      </button>
+      <button type="button" class="link-button" onClick={onBack}>
+        Back to log in
+      </button>
     </form>
   );
 }
 
 /** The account's address, in both forms. */
-function AddressField(props: { value: string; onInput: (value: string) => void; testid: string }): JSX.Element {
+function AddressField(props: { value: string; onInput: (value: string) => void; testid: string; hint?: string | undefined }): JSX.Element {
   return (
     <label class="field">
       <span class="field__label">Address</span>
@@ -302,6 +432,7 @@ function AddressField(props: { value: string; onInput: (value: string) => void; 
         onInput={(e) => props.onInput(e.currentTarget.value)}
         data-testid={props.testid}
       />
+      {props.hint && <span class="field__hint">{props.hint}</span>}
     </label>
   );
 }
@@ -339,12 +470,33 @@ function FormEnd(props: {
 
 export function RecoveryCodeScreen(): JSX.Element | null {
   const account = pendingRecovery.value;
-  const [stored, setStored] = useState(false);
-  const [copied, setCopied] = useState(false);
   if (!account) return null;
+  return (
+    <main class="auth">
+      <div class="auth__card">
+        <div class="auth__brand">
+          <LogoMark size={48} />
+          <div>
+            <h1 class="auth__title auth__title--small">Your recovery code</h1>
+            <p class="auth__tagline">{account.user}</p>
+          </div>
+        </div>
+        <RecoveryCode account={account} onDone={() => (pendingRecovery.value = null)} />
+      </div>
+    </main>
+  );
+}
+
+/** The recovery code, shown once: the user keeps it (download) or shows
+ * they wrote it down (types its last group back) before going on. */
+export function RecoveryCode({ account, onDone }: { account: NewAccount; onDone: () => void }): JSX.Element {
+  const [copied, setCopied] = useState(false);
+  const [downloaded, setDownloaded] = useState(false);
+  const [typed, setTyped] = useState("");
+  const last = account.recoveryCode.split("-").pop() ?? "";
+  const typedBack = typed.trim().toUpperCase() === last;
 
   async function copy(): Promise<void> {
-    if (!account) return;
     try {
       await navigator.clipboard.writeText(account.recoveryCode);
       setCopied(true);
@@ -354,51 +506,65 @@ export function RecoveryCodeScreen(): JSX.Element | null {
     }
   }
 
+  function download(): void {
+    const text = [
+      "taube recovery code",
+      "",
+      `Account: ${account.user}`,
+      `Recovery code: ${account.recoveryCode}`,
+      "",
+      "With this code and your password you can get back into your account if you lose every device.",
+      "Keep it private: nobody else has it, not even the server.",
+      "",
+    ].join("\n");
+    const url = URL.createObjectURL(new Blob([text], { type: "text/plain" }));
+    const a = document.createElement("a");
+    a.href = url;
+    a.download = `taube-recovery-${account.user}.txt`;
+    a.click();
+    setTimeout(() => URL.revokeObjectURL(url), 1000);
+    setDownloaded(true);
+  }
+
   return (
-    <main class="auth">
-      <div class="auth__card" data-testid="recovery">
-        <div class="auth__brand">
-          <LogoMark size={48} />
-          <div>
-            <h1 class="auth__title auth__title--small">Your recovery code</h1>
-            <p class="auth__tagline">{account.user}</p>
-          </div>
-        </div>
-        <p>
-          If you lose every device, this code and your password are the only way back into your account and its
-          contacts. Nobody else has it, not even the server. Write it down or keep it in a password manager.
+    <div class="recovery-card" data-testid="recovery">
+      <p>
+        <strong>What it is for:</strong> if you lose every device, this code and your password are the only way back into
+        your account and its contacts. Nobody else has it, not even the server.
+      </p>
+      <div class="recovery">
+        <p class="code code--big code--recovery" data-testid="recovery-code" aria-label="Recovery code">
+          {account.recoveryCode}
         </p>
-        <div class="recovery">
-          <p class="code code--big code--recovery" data-testid="recovery-code" aria-label="Recovery code">
-            {account.recoveryCode}
-          </p>
+        <div class="recovery__actions">
+          <button type="button" class="button" onClick={download} data-testid="recovery-download">
+            {downloaded ? <CheckIcon size={18} /> : <DownloadIcon size={18} />}
+            <span>{downloaded ? "Downloaded" : "Download"}</span>
+          </button>
           <button type="button" class="button button--ghost" onClick={copy} data-testid="recovery-copy">
             {copied ? <CheckIcon size={18} /> : <CopyIcon size={18} />}
             <span>{copied ? "Copied" : "Copy"}</span>
           </button>
         </div>
-        <p class="muted">It is shown only this once.</p>
-        <label class="checkbox">
-          <input
-            type="checkbox"
-            checked={stored}
-            onChange={(e) => setStored(e.currentTarget.checked)}
-            data-testid="recovery-stored"
-          />
-          <span>I have stored my recovery code in a safe place</span>
-        </label>
-        <button
-          type="button"
-          class="button button--wide"
-          disabled={!stored}
-          onClick={() => {
-            pendingRecovery.value = null;
-          }}
-          data-testid="recovery-confirm"
-        >
-          Continue
-        </button>
       </div>
-    </main>
+      <p class="muted">It is shown only this once. Download it, or write it down and type its last group here:</p>
+      <label class="field">
+        <span class="field__label">Last group of the code</span>
+        <input
+          class="input input--mono"
+          type="text"
+          autocomplete="off"
+          autocapitalize="characters"
+          spellcheck={false}
+          maxLength={last.length + 2}
+          value={typed}
+          onInput={(e) => setTyped(e.currentTarget.value)}
+          data-testid="recovery-typeback"
+        />
+      </label>
+      <button type="button" class="button button--wide" disabled={!downloaded && !typedBack} onClick={onDone} data-testid="recovery-confirm">
+        {downloaded || typedBack ? "Continue" : "Download or type it back to continue"}
+      </button>
+    </div>
   );
 }

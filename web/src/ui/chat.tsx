@@ -2,11 +2,11 @@
 // and the composer; files dropped anywhere on it are sent.
 import type { JSX } from "preact";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
-import type { ConversationView, MessageView, Notice } from "../client/model";
+import type { ConversationView, MessageView, Notice, PresenceView } from "../client/model";
 import { Avatar } from "./avatar";
 import { Composer } from "./composer";
 import { closeChat, panel, scrollTarget, useClient } from "./context";
-import { authorKey, dayKey, displayName, formatDay, networkLabel, timerLabel, timerShort } from "./format";
+import { authorKey, dayKey, displayName, formatDay, formatListTime, networkLabel, timerLabel, timerShort } from "./format";
 import { BackIcon, ChevronDownIcon, InfoIcon, LockIcon, ShieldIcon, TimerIcon } from "./icons";
 import { MessageBubble } from "./message";
 import { NoticeLine } from "./notice";
@@ -63,6 +63,40 @@ export function ChatView({ conversation }: { conversation: ConversationView }): 
   );
 }
 
+/** how often the open direct chat asks for the other person's presence */
+const PRESENCE_POLL_MS = 20_000;
+
+/** "online" / "last seen …" of `user`, as far as their setting lets us see */
+function usePresence(user: string | undefined): PresenceView | null {
+  const client = useClient();
+  const [seen, setSeen] = useState<PresenceView | null>(null);
+  useEffect(() => {
+    setSeen(null);
+    if (!user) return;
+    let live = true;
+    const ask = () =>
+      client.presence(user).then(
+        (p) => live && setSeen(p),
+        () => undefined,
+      );
+    void ask();
+    const timer = window.setInterval(() => void ask(), PRESENCE_POLL_MS);
+    return () => {
+      live = false;
+      window.clearInterval(timer);
+    };
+  }, [user]);
+  return seen;
+}
+
+function presenceText(p: PresenceView | null): string | null {
+  if (!p?.visible) return null;
+  if (p.online) return "online";
+  if (p.lastSeenMs === null) return null;
+  const when = formatListTime(p.lastSeenMs);
+  return /^\d/u.test(when) ? `last seen at ${when}` : `last seen ${when.toLowerCase()}`;
+}
+
 function ChatHeader({ conversation: c, onBack }: { conversation: ConversationView; onBack: () => void }): JSX.Element {
   const client = useClient();
   const contacts = client.state.contacts.value;
@@ -94,6 +128,7 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
     subtitle = "End-to-end encrypted";
   }
   const verified = other ? contacts[other]?.verified : false;
+  const presence = presenceText(usePresence(portal ? undefined : other));
   const openInfo = () => {
     panel.value = other ? { kind: "contact", user: other, from: c.id } : { kind: "conversation", id: c.id };
   };
@@ -116,7 +151,7 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
               {c.title}
             </span>
             {verified && (
-              <span class="verified" title="Verified">
+              <span class="verified" title="Verified" data-testid="chat-verified">
                 <ShieldIcon size={16} />
                 <span class="sr-only">verified</span>
               </span>
@@ -127,6 +162,11 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
             <span class={`chat__subtitle${c.typing.length > 0 ? " chat__subtitle--typing" : ""}`} data-testid="chat-subtitle">
               {subtitle}
             </span>
+            {presence && c.typing.length === 0 && (
+              <span class={`chat__presence${presence === "online" ? " chat__presence--online" : ""}`} data-testid="chat-presence">
+                {presence}
+              </span>
+            )}
           </span>
         </span>
       </button>

@@ -13,6 +13,42 @@ import { QrCode } from "./qr";
 import { canScan, QrScanner } from "./qr-scan";
 import { FormError } from "./dialog";
 
+/** Call a contact by a name of one's own, on this device only. */
+function RenameContact({ user, alias }: { user: UserId; alias: string }): JSX.Element {
+  const client = useClient();
+  const [editing, setEditing] = useState(false);
+  const [value, setValue] = useState(alias);
+  if (!editing) {
+    return (
+      <button
+        type="button"
+        class="link-button"
+        onClick={() => {
+          setValue(alias);
+          setEditing(true);
+        }}
+        data-testid="contact-rename"
+      >
+        {alias ? "Change the name you gave them" : "Give them a name of your own"}
+      </button>
+    );
+  }
+  return (
+    <form
+      class="inline-form"
+      onSubmit={(e) => {
+        e.preventDefault();
+        void client.renameContact(user, value).then(() => setEditing(false));
+      }}
+    >
+      <input class="input" aria-label="Name on this device" maxLength={100} autofocus value={value} onInput={(e) => setValue(e.currentTarget.value)} data-testid="contact-rename-input" />
+      <button type="submit" class="button button--small" data-testid="contact-rename-save">
+        Save
+      </button>
+    </form>
+  );
+}
+
 interface ContactProps {
   user: UserId;
   from?: string | undefined;
@@ -75,7 +111,9 @@ export function ContactPanel({ user, from, onBack }: ContactProps): JSX.Element 
         </h3>
         <p class="muted" data-testid="contact-address">
           {user}
+          {contact?.alias && contact.name && contact.alias !== contact.name && ` · calls themselves ${contact.name}`}
         </p>
+        <RenameContact user={user} alias={contact?.alias ?? ""} />
         {!direct && (
           <button
             type="button"

@@ -34,6 +34,8 @@ export const pendingRecovery = signal<NewAccount | null>(null);
 /** true while register() runs, so the shell does not flash before the
  *  recovery code is shown */
 export const signingUp = signal(false);
+/** an invite link opened in this tab, until it is used (or refused) */
+export const pendingInvite = signal<string | null>(null);
 /** verification transactions whose final dialog the user closed */
 export const dismissedVerification = signal<string | null>(null);
 

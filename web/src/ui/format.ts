@@ -107,7 +107,7 @@ export function initials(name: string): string {
 }
 
 export function displayName(user: UserId, contacts: Record<UserId, Contact>): string {
-  const name = contacts[user]?.name;
+  const name = contacts[user]?.alias || contacts[user]?.name;
   if (name) return name;
   return user.split("@")[0] ?? user;
 }

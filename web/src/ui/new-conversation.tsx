@@ -2,7 +2,7 @@
 // address on another domain is reached by e-mail: the chat is a portal
 // that the user's e-mail connector serves.
 import type { JSX } from "preact";
-import { useState } from "preact/hooks";
+import { useEffect, useMemo, useState } from "preact/hooks";
 import { ADDRESS_PATTERN } from "../gen/proto";
 import { openConversation, useClient } from "./context";
 import { Dialog, FormError } from "./dialog";
@@ -36,10 +36,65 @@ function useMaker(onClose: () => void) {
   return { client, busy, error, setError, open };
 }
 
+/** what the new-chat box finds as the user types: their own chats and
+ * contacts (by name or address), then people who chose to be found */
+interface Suggestion {
+  key: string;
+  title: string;
+  detail: string;
+  /** open this conversation, or start a chat with this address */
+  conversation?: string;
+  address?: string;
+}
+
+function useSuggestions(typed: string): Suggestion[] {
+  const client = useClient();
+  const { state } = client;
+  const me = state.session.value?.user ?? "";
+  const conversations = state.conversations.value;
+  const contacts = state.contacts.value;
+  const [directory, setDirectory] = useState<{ user: string; name: string }[]>([]);
+  const q = typed.trim().toLowerCase();
+  const own = useMemo(() => {
+    if (!q) return [];
+    const found: Suggestion[] = [];
+    const seen = new Set<string>();
+    for (const c of conversations) {
+      const others = Object.keys(c.members).filter((m) => m !== me);
+      const hit = c.title.toLowerCase().includes(q) || others.some((m) => m.includes(q));
+      if (!hit) continue;
+      if (c.kind === "direct" && others[0]) seen.add(others[0]);
+      found.push({ key: c.id, title: c.title, detail: c.kind === "direct" ? (others[0] ?? "") : `Group · ${others.length + 1} members`, conversation: c.id });
+    }
+    for (const contact of Object.values(contacts)) {
+      if (contact.user === me || seen.has(contact.user)) continue;
+      const name = contact.alias || contact.name;
+      if (name.toLowerCase().includes(q) || contact.user.includes(q)) {
+        found.push({ key: contact.user, title: name || contact.user, detail: contact.user, address: contact.user });
+      }
+    }
+    return found.slice(0, 8);
+  }, [q, conversations, contacts]);
+  useEffect(() => {
+    setDirectory([]);
+    if (q.length < 3 || q.includes("@")) return;
+    const timer = window.setTimeout(() => {
+      client.searchDirectory(q).then(setDirectory, () => undefined);
+    }, 400);
+    return () => window.clearTimeout(timer);
+  }, [q]);
+  const known = new Set(own.map((s) => s.address ?? s.detail));
+  const strangers = directory
+    .filter((p) => p.user !== me && !known.has(p.user))
+    .map((p) => ({ key: `dir:${p.user}`, title: p.name, detail: `${p.user} · found by name`, address: p.user }));
+  return [...own, ...strangers];
+}
+
 export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element {
   const { client, busy, error, setError, open } = useMaker(onClose);
   const [address, setAddress] = useState("");
   const typed = address.trim().toLowerCase();
+  const suggestions = useSuggestions(address);
   const me = client.state.session.value?.user ?? "";
   const byEmail = ADDRESS_RE.test(typed) && me !== "" && domainOf(typed) !== domainOf(me);
 
@@ -57,13 +112,13 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
     <Dialog title="New chat" onClose={onClose} testid="new-chat-dialog">
       <form class="form" onSubmit={submit}>
         <label class="field">
-          <span class="field__label">Their address</span>
+          <span class="field__label">Name or address</span>
           <input
             class="input"
-            type="email"
+            type="text"
             inputMode="email"
             autocomplete="off"
-            placeholder="bob@example.org"
+            placeholder="Bob, or bob@example.org"
             autofocus
             value={address}
             onInput={(e) => setAddress(e.currentTarget.value)}
@@ -76,6 +131,31 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
               : `Someone on this server (…@${domainOf(me) || "example.org"}), or any e-mail address.`}
           </span>
         </label>
+        {suggestions.length > 0 && (
+          <ul class="suggestions" aria-label="Found" data-testid="new-chat-suggestions">
+            {suggestions.map((s) => (
+              <li key={s.key}>
+                <button
+                  type="button"
+                  class="suggestion"
+                  data-testid="new-chat-suggestion"
+                  onClick={() => {
+                    if (s.conversation) {
+                      const id = s.conversation;
+                      void open(() => Promise.resolve(id));
+                    } else if (s.address) {
+                      const addr = s.address;
+                      void open(() => client.startChat(addr));
+                    }
+                  }}
+                >
+                  <span class="suggestion__title">{s.title}</span>
+                  <span class="suggestion__detail">{s.detail}</span>
+                </button>
+              </li>
+            ))}
+          </ul>
+        )}
         <FormError error={error} />
         <div class="dialog__actions">
           <button type="button" class="button button--ghost" onClick={onClose}>

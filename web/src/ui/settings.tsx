@@ -2,7 +2,8 @@
 // a new one) and logging out.
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
-import type { DeviceView, Settings } from "../client/model";
+import type { DeviceView, NewAccount, PrivacySettings, Settings } from "../client/model";
+import { RecoveryCode } from "./auth";
 import { Avatar } from "./avatar";
 import { panel, useClient } from "./context";
 import { ConfirmDialog, Dialog, FormError } from "./dialog";
@@ -27,9 +28,11 @@ export function SettingsPanel(): JSX.Element {
         <ProfileSection />
         <AppearanceSection />
         <NotificationSection />
+        <PrivacySection />
         <DevicesSection />
         <MailSection />
         <ArchiveSection />
+        <RecoverySection />
         <Section title="Account">
           <p class="muted">
             Logged in as <strong>{session?.user}</strong>
@@ -212,6 +215,136 @@ function NotificationSection(): JSX.Element {
   );
 }
 
+const PRESENCE_OPTIONS: [PrivacySettings["presence"], string][] = [
+  ["everyone", "Everyone"],
+  ["contacts", "My contacts"],
+  ["nobody", "Nobody"],
+];
+
+/** Who sees "online" and "last seen", and whether strangers can find the
+ * account by name: kept and enforced by the server. */
+function PrivacySection(): JSX.Element {
+  const client = useClient();
+  const [privacy, setPrivacy] = useState<PrivacySettings | null>(null);
+  const [name, setName] = useState("");
+  const [error, setError] = useState<string | null>(null);
+  const me = client.state.session.value?.user ?? "";
+  const profileName = client.state.contacts.value[me]?.name || client.state.settings.value.name;
+
+  useEffect(() => {
+    client.privacy().then(
+      (p) => {
+        setPrivacy(p);
+        setName(p.name || profileName);
+      },
+      (err: unknown) => setError(errorText(err)),
+    );
+  }, []);
+
+  async function change(next: PrivacySettings): Promise<void> {
+    setError(null);
+    try {
+      setPrivacy(await client.setPrivacy(next));
+    } catch (err) {
+      setError(errorText(err));
+    }
+  }
+
+  return (
+    <Section title="Privacy" testid="settings-privacy">
+      <fieldset class="segmented segmented--row">
+        <legend class="field__label">Who sees when I'm online or was last seen</legend>
+        {PRESENCE_OPTIONS.map(([value, label]) => (
+          <label key={value} class="segmented__option">
+            <input
+              type="radio"
+              name="presence"
+              value={value}
+              checked={privacy?.presence === value}
+              disabled={!privacy}
+              onChange={() => privacy && void change({ ...privacy, presence: value })}
+              data-testid={`presence-${value}`}
+            />
+            <span>{label}</span>
+          </label>
+        ))}
+      </fieldset>
+      <p class="muted">Contacts are the people you have a chat of your own with. Last seen is shown to the nearest 5 minutes.</p>
+      <label class="switch">
+        <input
+          type="checkbox"
+          role="switch"
+          checked={privacy?.findable ?? false}
+          disabled={!privacy}
+          onChange={(e) => privacy && void change({ ...privacy, findable: e.currentTarget.checked, name: name.trim() || me.split("@")[0] || "" })}
+          data-testid="settings-findable"
+        />
+        <span class="switch__track" aria-hidden="true" />
+        <span>Others on this server can find me by name</span>
+      </label>
+      {privacy?.findable && (
+        <form
+          class="inline-form"
+          onSubmit={(e) => {
+            e.preventDefault();
+            void change({ ...privacy, name: name.trim() });
+          }}
+        >
+          <input class="input" aria-label="Name to be found by" value={name} maxLength={100} onInput={(e) => setName(e.currentTarget.value)} data-testid="settings-findable-name" />
+          <button type="submit" class="button button--small" disabled={!name.trim() || name.trim() === privacy.name}>
+            Save
+          </button>
+        </form>
+      )}
+      <p class="muted">Off by default. When on, the server keeps this name in its directory, readable by everyone on it.</p>
+      <FormError error={error} />
+    </Section>
+  );
+}
+
+/** A new recovery code; the old one stops working. */
+function RecoverySection(): JSX.Element {
+  const client = useClient();
+  const [asking, setAsking] = useState(false);
+  const [fresh, setFresh] = useState<NewAccount | null>(null);
+  const [error, setError] = useState<string | null>(null);
+  const user = client.state.session.value?.user ?? "";
+
+  async function renew(): Promise<void> {
+    setAsking(false);
+    setError(null);
+    try {
+      setFresh({ user, recoveryCode: await client.renewRecoveryCode() });
+    } catch (err) {
+      setError(errorText(err));
+    }
+  }
+
+  return (
+    <Section title="Recovery code" testid="settings-recovery">
+      <p class="muted">With your recovery code and password you get back in when every device is lost. Lost the code? Make a new one: the old one stops working.</p>
+      <FormError error={error} />
+      <button type="button" class="button button--ghost button--wide" onClick={() => setAsking(true)} data-testid="recovery-renew">
+        Make a new recovery code
+      </button>
+      {asking && (
+        <ConfirmDialog
+          title="Make a new recovery code?"
+          text="Your current recovery code will stop working. The new one is shown once."
+          confirm="Make a new code"
+          onConfirm={() => void renew()}
+          onClose={() => setAsking(false)}
+        />
+      )}
+      {fresh && (
+        <Dialog title="Your new recovery code" onClose={() => undefined} noClose testid="recovery-renewed">
+          <RecoveryCode account={fresh} onDone={() => setFresh(null)} />
+        </Dialog>
+      )}
+    </Section>
+  );
+}
+
 function DevicesSection(): JSX.Element {
   const client = useClient();
   const [devices, setDevices] = useState<DeviceView[] | null>(null);
@@ -286,9 +419,9 @@ function DevicesSection(): JSX.Element {
                   {d.name || d.device}
                   {d.current && <span class="tag">This device</span>}
                 </span>
-                <span class="device__meta">
-                  Added {formatListTime(d.createdMs)}
-                  {!d.current && d.lastSeenMs > 0 && ` · last seen ${formatListTime(d.lastSeenMs)}`}
+                <span class="device__meta" data-testid="device-meta">
+                  {d.current ? "Active now" : d.lastSeenMs > 0 ? `Last active ${formatListTime(d.lastSeenMs)}` : "Never active"}
+                  {` · added ${formatListTime(d.createdMs)}`}
                 </span>
               </span>
             )}

@@ -6,7 +6,8 @@ import type { ConversationView, MessageView } from "../client/model";
 import { Avatar } from "./avatar";
 import { openConversation, panel, scrollTarget, openId, useClient } from "./context";
 import { authorName, displayName, formatListTime, messagePreview } from "./format";
-import { ClockIcon, CloseIcon, ComposeIcon, GroupIcon, SearchIcon, SettingsIcon } from "./icons";
+import { ClockIcon, CloseIcon, ComposeIcon, GroupIcon, PlusIcon, SearchIcon, SettingsIcon } from "./icons";
+import { InviteDialog } from "./invite";
 import { NewChatDialog, NewGroupDialog } from "./new-conversation";
 import { NetworkBadge } from "./portal";
 import { StatusTicks } from "./ticks";
@@ -15,7 +16,7 @@ export function Sidebar(): JSX.Element {
   const client = useClient();
   const { state } = client;
   const [query, setQuery] = useState("");
-  const [dialog, setDialog] = useState<"chat" | "group" | null>(null);
+  const [dialog, setDialog] = useState<"chat" | "group" | "invite" | null>(null);
   const session = state.session.value;
   const me = session ? state.contacts.value[session.user] : undefined;
   const conversations = state.conversations.value;
@@ -54,6 +55,16 @@ export function Sidebar(): JSX.Element {
             onClick={() => setDialog("chat")}
           >
             <ComposeIcon />
+          </button>
+          <button
+            type="button"
+            class="icon-button"
+            aria-label="Invite someone"
+            title="Invite someone"
+            data-testid="invite-someone"
+            onClick={() => setDialog("invite")}
+          >
+            <PlusIcon />
           </button>
           <button
             type="button"
@@ -105,7 +116,7 @@ export function Sidebar(): JSX.Element {
             <ConversationItem key={c.id} conversation={c} />
           ))}
         </ul>
-        {visible.length === 0 && !q && <EmptyList onNewChat={() => setDialog("chat")} />}
+        {visible.length === 0 && !q && <EmptyList onNewChat={() => setDialog("chat")} onInvite={() => setDialog("invite")} />}
         {q && visible.length === 0 && results.length === 0 && <p class="list-empty">Nothing found for “{query.trim()}”.</p>}
         {results.length > 0 && (
           <>
@@ -120,6 +131,7 @@ export function Sidebar(): JSX.Element {
       </nav>
       {dialog === "chat" && <NewChatDialog onClose={() => setDialog(null)} />}
       {dialog === "group" && <NewGroupDialog onClose={() => setDialog(null)} />}
+      {dialog === "invite" && <InviteDialog onClose={() => setDialog(null)} />}
     </section>
   );
 }
@@ -140,12 +152,21 @@ function moveFocus(e: KeyboardEvent): void {
   rows[next]?.focus();
 }
 
-function EmptyList({ onNewChat }: { onNewChat: () => void }): JSX.Element {
+function EmptyList({ onNewChat, onInvite }: { onNewChat: () => void; onInvite: () => void }): JSX.Element {
   return (
-    <div class="list-empty list-empty--start">
-      <p>No chats yet.</p>
-      <button type="button" class="button" onClick={onNewChat}>
-        Start a chat
+    <div class="list-empty list-empty--start" data-testid="empty-list">
+      <p>
+        <strong>No chats yet.</strong>
+      </p>
+      <p>
+        Invite someone with a link or a QR code: they sign up and your chat opens, verified on both sides. Or start a
+        chat with an address you know.
+      </p>
+      <button type="button" class="button" onClick={onInvite} data-testid="empty-invite">
+        Invite someone
+      </button>
+      <button type="button" class="button button--ghost" onClick={onNewChat}>
+        Start a chat by address
       </button>
     </div>
   );
