@@ -251,3 +251,30 @@ def test_tui_without_an_account_says_what_to_do(tmp_path: Path) -> None:
     )
     assert done.returncode == 1
     assert "taube account register" in done.stderr
+
+
+async def test_the_mouse_opens_a_chat_and_picks_a_file(
+    shared_server: ServerProcess, sdk: Sdk, tui: RunTui, tmp_path: Path
+) -> None:
+    make = sdk(shared_server)
+    alice, bob, chat = await chat_with_alice(make, "two files for you")
+    files = {}
+    for name in ("first.txt", "second.txt"):
+        path = tmp_path / name
+        path.write_bytes(os.urandom(100))
+        files[name] = (await bob.send_file(chat, path), path.read_bytes())
+    await bob.flush()
+    await texts_of(alice, chat, 3)
+    await chat_with_alice(make, "another chat on top", alice=alice)
+    async with tui(alice) as (app, pilot):
+        assert app.chats[0].conversation != chat
+        await pilot.click(f"#chat-{chat}")
+        await until(pilot, lambda: app.open_chat == chat and len(shown_texts(app)) == 3)
+        first_id, first_bytes = files["first.txt"]
+        await pilot.click(f"#msg-{first_id}")
+        assert app.message_list.selected_message() is not None
+        await pilot.press("ctrl+s")  # the clicked message's file, not the newest
+        await pilot.press("enter")
+        saved = app.save_dir / "first.txt"
+        await until(pilot, lambda: saved.exists() and saved.stat().st_size == 100)
+        assert saved.read_bytes() == first_bytes

@@ -105,6 +105,9 @@ class TaubeApp(App[None]):
         self.chats: list[model.ChatSummary] = []
         self._limit = PAGE
         self._dirty = asyncio.Event()
+        #: the chats to read again at the next redraw (``None``: all)
+        self._changed: set[ConversationId] | None = set()
+        self._summaries: dict[ConversationId, model.ChatSummary] = {}
         #: messages in other chats since the last redraw (rung then)
         self._news: dict[ConversationId, list[Message]] = {}
         #: the backlog that came when the app started is in
@@ -165,6 +168,9 @@ class TaubeApp(App[None]):
             self._notify_message(event.message)
             if event.message.conversation == self.open_chat and model.shown(event.message):
                 await self._mark_read()
+            self.redraw(event.message.conversation)
+        elif isinstance(event, MembershipChanged):
+            self.redraw(event.conversation)
         elif isinstance(event, KeyChanged):
             self.say(f"{event.user}: {event.reason}", title="safety", severity="warning")
         elif isinstance(event, Undecryptable):
@@ -174,9 +180,6 @@ class TaubeApp(App[None]):
             )
         elif isinstance(event, MissingMessages):
             self.say(f"{event.count} messages of {event.sender} never arrived")
-        elif not isinstance(event, MembershipChanged):
-            return
-        self.redraw()
 
     def _notify_message(self, message: Message) -> None:
         """Note a message in another chat: the next redraw rings the bell
@@ -217,8 +220,13 @@ class TaubeApp(App[None]):
         """A note (toast) with text from users or servers: never markup."""
         self.notify(text, title=title, severity=severity, timeout=timeout, markup=False)
 
-    def redraw(self) -> None:
-        """Show what changed (soon, once for a burst)."""
+    def redraw(self, conversation: ConversationId | None = None) -> None:
+        """Show what changed in ``conversation`` (``None``: anywhere) soon,
+        once for a burst."""
+        if conversation is None:
+            self._changed = None
+        elif self._changed is not None:
+            self._changed.add(conversation)
         self._dirty.set()
 
     async def _redraw(self) -> None:
@@ -226,9 +234,11 @@ class TaubeApp(App[None]):
             await self._dirty.wait()
             await asyncio.sleep(REDRAW_AFTER)
             self._dirty.clear()
+            changed, self._changed = self._changed, set()
             try:
-                await self.refresh_chats()
-                await self.refresh_messages(keep=True)
+                await self.refresh_chats(changed)
+                if changed is None or self.open_chat in changed:
+                    await self.refresh_messages(keep=True)
                 self._ring()
             except Exception:
                 log.exception("redrawing failed")
@@ -240,12 +250,23 @@ class TaubeApp(App[None]):
             item.message.status == "pending" and item.message.sender == self.client.user
             for item in self.message_list.query(MessageItem)
         ):
-            self.redraw()
+            self.redraw(self.open_chat)
 
     # ================================================================ showing
 
-    async def refresh_chats(self) -> None:
-        self.chats = await model.summaries(self.client)
+    async def refresh_chats(self, changed: set[ConversationId] | None = None) -> None:
+        """The chat list; only the chats in ``changed`` are read again
+        (``None``: all), the others' lines are kept."""
+        known = self._summaries
+        self._summaries = {
+            conversation: (
+                known[conversation]
+                if changed is not None and conversation not in changed and conversation in known
+                else model.summary(self.client, conversation, state)
+            )
+            for conversation, state in await self.client.conversations()
+        }
+        self.chats = model.newest_first(self._summaries.values())
         await self.chat_list.show(self.chats, self.open_chat)
         unread = sum(c.unread for c in self.chats)
         self.query_one("#top", Static).update(
@@ -256,6 +277,10 @@ class TaubeApp(App[None]):
         conversation = self.open_chat
         if conversation is None:
             return
+        state = await self.client.state(conversation)
+        self.query_one("#chat-title", Static).update(
+            Text(model.heading(self.client, conversation, state))
+        )
         found = self.client.history(conversation, limit=self._limit + 1)
         more = len(found) > self._limit
         shown = found[-self._limit :]
@@ -273,15 +298,11 @@ class TaubeApp(App[None]):
                 if at in [m.id for m in found] or len(found) < self._limit:
                     break
                 self._limit += PAGE
-        state = await self.client.state(conversation)
-        self.query_one("#chat-title", Static).update(
-            Text(model.heading(self.client, conversation, state))
-        )
         await self.refresh_messages()
         if at is not None and self.message_list.select_message(at):
             self.message_list.focus()
         await self._mark_read()
-        await self.refresh_chats()
+        await self.refresh_chats({conversation})
 
     async def _mark_read(self) -> None:
         conversation = self.open_chat
@@ -290,7 +311,7 @@ class TaubeApp(App[None]):
         unread = model.unread_of(self.client, self.client.history(conversation, PAGE))
         if unread:
             await self.client.mark_read(conversation, [str(i) for i in unread])
-            self.redraw()
+            self.redraw(conversation)
 
     # ================================================================ the user
 
@@ -312,7 +333,7 @@ class TaubeApp(App[None]):
             return
         await self.client.send_text(conversation, event.text)
         self.compose_box.clear()
-        self.redraw()
+        self.redraw(conversation)
 
     def _ask(self, screen: object, then: Callable[[object], Awaitable[None]]) -> None:
         async def done(result: object) -> None:
@@ -388,7 +409,7 @@ class TaubeApp(App[None]):
             self.say(f"sending {path.name}…")
             await self.client.send_file(conversation, path, caption=caption)
             self.compose_box.clear()
-            self.redraw()
+            self.redraw(conversation)
 
         self._ask(Ask("Send a file (path; what you wrote is its caption):"), send)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import time
+from collections.abc import Iterable
 
 from rich.text import Text
 
@@ -97,10 +98,9 @@ def summary(client: Client, conversation: ConversationId, state: ConversationSta
     )
 
 
-async def summaries(client: Client) -> list[ChatSummary]:
-    """Every chat, the one with the newest message first."""
-    found = [summary(client, c, s) for c, s in await client.conversations()]
-    return sorted(found, key=lambda s: s.last_ts, reverse=True)
+def newest_first(chats: Iterable[ChatSummary]) -> list[ChatSummary]:
+    """The chat with the newest message first."""
+    return sorted(chats, key=lambda s: s.last_ts, reverse=True)
 
 
 def files_of(message: Message) -> list[dict[str, object]]:
