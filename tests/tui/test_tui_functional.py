@@ -278,3 +278,43 @@ async def test_the_mouse_opens_a_chat_and_picks_a_file(
         saved = app.save_dir / "first.txt"
         await until(pilot, lambda: saved.exists() and saved.stat().st_size == 100)
         assert saved.read_bytes() == first_bytes
+
+
+async def test_names_from_others_are_never_markup(
+    shared_server: ServerProcess, sdk: Sdk, tui: RunTui, tmp_path: Path
+) -> None:
+    """A display name, a message or a file name like Textual markup (which
+    can name actions) is shown as the characters it is."""
+    make = sdk(shared_server)
+    alice = await make("alice")
+    bob = await make("bob")
+    name = "[@click=app.quit]Bob[/]"
+    await bob.set_profile(name)
+    chat = await bob.start_chat(alice.user)
+    path = tmp_path / "[bold]plan.txt"
+    path.write_bytes(b"plan")
+    await bob.send_file(chat, path, caption="[red]look[/red]")
+    await bob.flush()
+    await texts_of(alice, chat, 1)
+    async with asyncio.timeout(15):
+        while alice.contact(bob.user) is None:
+            await asyncio.sleep(0.05)
+    async with tui(alice) as (app, pilot):
+        await until(pilot, lambda: chat_rows(app) == [(name, "", 1)])
+        await pilot.press("enter")
+        await until(pilot, lambda: shown_texts(app) == ["[red]look[/red]"])
+        shown = str(app.message_list.query("Static").first().render())
+        assert name in shown
+        assert "[red]look[/red]" in shown
+        assert "[bold]plan.txt" in shown
+        await pilot.press("ctrl+t")
+        await until(pilot, lambda: isinstance(app.screen, MembersDialog))
+        labels = " ".join(str(label.render()) for label in app.screen.query("Label"))
+        assert f"{name} <{bob.user}>" in labels
+        await pilot.press("escape")
+        await pilot.press("ctrl+s")
+        await pilot.pause()
+        labels = " ".join(str(label.render()) for label in app.screen.query("Label"))
+        assert "Save [bold]plan.txt to:" in labels
+        await pilot.press("escape")
+        assert app.is_running

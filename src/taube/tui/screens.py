@@ -43,7 +43,7 @@ class Ask(Dialog[str]):
 
     def compose(self) -> ComposeResult:
         with Vertical(classes="dialog"):
-            yield Label(self.question)
+            yield Label(Text(self.question))  # names from others: never markup
             yield Input(self.value, placeholder=self.placeholder, id="answer")
             yield Label("⏎ ok   esc cancel", classes="hint")
 
@@ -100,14 +100,14 @@ class MembersDialog(Dialog[MemberChange]):
         client, state = self.client, self.state
         portal = client.portal(self.conversation)
         with Vertical(classes="dialog"):
-            yield Label(f"Members of {title_of(client, self.conversation, state)}")
+            yield Label(Text(f"Members of {title_of(client, self.conversation, state)}"))
             rows = [
-                ListItem(Label(f"{name_of(client, user)} <{user}> · {role.value}"), name=user)
+                ListItem(Label(Text(f"{name_of(client, user)} <{user}> · {role.value}")), name=user)
                 for user, role in sorted(state.members.items())
             ]
             if portal is not None:
                 rows += [
-                    ListItem(Label(f"{peer} · by {portal.network}"), name=peer)
+                    ListItem(Label(Text(f"{peer} · by {portal.network}")), name=peer)
                     for peer in portal.peers
                 ]
             yield ListView(*rows, id="members")
