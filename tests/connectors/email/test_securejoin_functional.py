@@ -16,6 +16,7 @@ from taube.connectors.email.autocrypt import AutocryptHeader, PreferEncrypt
 from taube.connectors.email.openpgp import MailKey, PublicKey
 from taube.connectors.email.securejoin import Invite, new_token
 from taube.testing import ServerProcess
+from taube.testing.canary import scan
 from taube.testing.deltachat import DeltaChatCore
 from taube.testing.mailserver import MailAccount as Mailbox
 from taube.testing.mailserver import MailServer
@@ -220,3 +221,41 @@ async def test_a_wrong_or_used_auth_token_changes_nothing(
     verified = connector.peers.verified(eve.addr)
     assert verified is not None
     assert verified.fingerprint == eve_key.fingerprint
+
+
+async def test_taube_joins_a_delta_chat_group_by_its_invite(
+    server: ServerProcess, mail: MailServer, core: DeltaChatCore, mail_user: MailUser
+) -> None:
+    """A group invite (``vg-``): Delta Chat 2.65 runs the same password mails
+    as for a contact (``vc-request-pubkey``, ``vc-pubkey``), then takes
+    ``vg-request-with-auth`` and adds the joiner (``vg-member-added``)."""
+    dora = await core.configured_account(mail.add_user("dora@example.net"))
+    group = await core.call(dora.create_group, "Wanderfreunde")
+    qr = await core.call(group.get_qr_code)
+    invite = Invite.parse(qr)
+    assert invite.group_id is not None
+    assert invite.group_name == "Wanderfreunde"
+    conversation = await mail_user.connector.join(qr)
+    done = await core.wait_for_event(dora, "SecurejoinInviterProgress", progress=1000)
+    assert done.chat_id == group.id
+    assert [
+        s.address
+        for s in [await core.call(c.get_snapshot) for c in await core.call(group.get_contacts)]
+    ].count(ALICE) == 1
+    verified = mail_user.connector.peers.verified("dora@example.net")
+    assert verified is not None
+    assert verified.fingerprint == invite.fingerprint
+    portal = mail_user.phone.portal(conversation)
+    assert portal is not None
+    assert (portal.chat, portal.title) == (f"group:{invite.group_id}", "Wanderfreunde")
+    # the group talks both ways, encrypted, in the same conversation
+    await core.call(group.send_text, "Hallo Gruppe, schön dass du da bist")
+    found = await received(mail_user.phone, 2, timeout=60)
+    message = next(m for m in found if "schön" in m.text)
+    assert message.conversation == conversation
+    assert message.remote == ev.Remote("email", "dora@example.net", "Dora", encrypted=True)
+    await mail_user.phone.send_text(conversation, "Danke, bis Sonntag!")
+    answer = await arrived(core, group, "Danke, bis Sonntag!")
+    assert answer.show_padlock is True
+    assert answer.chat_id == group.id
+    assert scan([server.data_dir, server.log_path], [b"bis Sonntag", b"Gruppe, sch"]) == []

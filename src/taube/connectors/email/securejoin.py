@@ -17,6 +17,12 @@ The handshake as Delta Chat 2.65 runs it (``v=3``; ``src/securejoin*.rs``)::
                           (Alice checks auth and signer: Bob is verified)
                    ◀──  vc-contact-confirm  encrypted to Bob, gossip of Bob's key
 
+A group invite (``x=<group id>&g=<name>``) runs the same password mails
+(Delta Chat 2.65 names them ``vc-`` for groups too), then the joiner sends
+``vg-request-with-auth`` and the inviter adds it to the group with a group
+mail carrying ``Secure-Join: vg-member-added``, which is a chat message of
+the group's portal here. (Inviting into a taube group is not done yet.)
+
 The password is ``securejoin/<inviter fingerprint>/<auth>``: only someone
 who scanned the invite can read or write the password mails. Invites
 without ``v=3`` start the older way instead: ``vc-request`` in the clear
@@ -123,7 +129,7 @@ def _fingerprint(value: str) -> openpgp.Fingerprint:
 
 @dataclasses.dataclass(frozen=True)
 class Invite:
-    """A setup-contact invite (``group_id``: a group invite, which taube cannot join yet)."""
+    """A setup-contact invite (``group_id``: a group invite)."""
 
     fingerprint: openpgp.Fingerprint
     addr: str
@@ -133,6 +139,11 @@ class Invite:
     group_id: str | None = None
     group_name: str | None = None
     v3: bool = True
+
+    @property
+    def kind(self) -> str:
+        """The handshake's step prefix: ``vg`` joins a group, ``vc`` a contact."""
+        return "vg" if self.group_id else "vc"
 
     def to_url(self) -> str:
         """The link in the order and encoding Delta Chat 2.65 writes it."""
@@ -346,11 +357,9 @@ class SecureJoin:
     async def join(self, qr: str) -> ConversationId:
         """Start joining ``qr``'s inviter; see ``EmailConnector.join``."""
         invite = Invite.parse(qr)
-        if invite.group_id is not None:
-            raise InviteError("joining a group by invite is not supported yet")
         if invite.addr == self.own:
             raise InviteError("this is our own invite")
-        conversation = await self._portal(invite.addr, invite.name)
+        conversation = await self._joined_portal(invite)
         known = next(
             (k for k in self.peers.keys_of(invite.addr) if k.fingerprint == invite.fingerprint),
             None,
@@ -387,17 +396,17 @@ class SecureJoin:
     async def _inviter_verified(
         self, invite: Invite, key: openpgp.PublicKey, date_ms: int | None
     ) -> ConversationId:
-        """The inviter's key matches the invite: verified; prove we scanned it."""
-        conversation = await self._verified(invite.addr, invite.name, date_ms, key)
-        await self._send_encrypted(
-            invite.addr,
-            key,
-            "vc-request-with-auth",
-            [
-                ("Secure-Join-Auth", invite.auth),
-                ("Secure-Join-Fingerprint", str(self.key.fingerprint)),
-            ],
-        )
+        """The inviter's key matches the invite: verified; prove we scanned it
+        (for a group invite, the inviter then adds us: ``vg-member-added``)."""
+        await self._verified(invite.addr, invite.name, date_ms, key)
+        conversation = await self._joined_portal(invite)
+        extra = [
+            ("Secure-Join-Auth", invite.auth),
+            ("Secure-Join-Fingerprint", str(self.key.fingerprint)),
+        ]
+        if invite.group_id:
+            extra.append(("Secure-Join-Group", invite.group_id))
+        await self._send_encrypted(invite.addr, key, f"{invite.kind}-request-with-auth", extra)
         self.state.drop_token(NETWORK, JOINING, invite.auth)
         return conversation
 
@@ -455,7 +464,7 @@ class SecureJoin:
             await self._on_request(mail)
         elif step == "vc-request-with-auth":
             conversation = await self._on_request_with_auth(mail)
-        elif step == "vc-auth-required":
+        elif step in ("vc-auth-required", "vg-auth-required"):
             conversation = await self._on_auth_required(mail)
         elif step == "vc-contact-confirm":
             conversation = self._on_contact_confirm(mail)
@@ -516,6 +525,19 @@ class SecureJoin:
         peer = update_peer(self.peers.get(addr), addr, min(date_ms or now, now), header)
         self.peers.put(dataclasses.replace(peer, verified_key=key))
         return await self._portal(addr, name)
+
+    async def _joined_portal(self, invite: Invite) -> ConversationId:
+        """The chat an invite leads to: the inviter's 1:1, or the group's."""
+        if invite.group_id is None:
+            return await self._portal(invite.addr, invite.name)
+        chat = f"group:{invite.group_id}"
+        found = self.client.find_portal(NETWORK, chat)
+        if found is not None:
+            return found
+        title = invite.group_name or invite.group_id
+        return await self.client.open_portal(
+            ev.Portal(NETWORK, chat, (invite.addr,), title, self.client.device)
+        )
 
     async def _portal(self, addr: str, name: str) -> ConversationId:
         return await self.client.open_portal(
@@ -595,7 +617,7 @@ class SecureJoin:
         """``vc-request`` (before v3): in the clear, with our key, no name."""
         mail = self._mail(
             invite.addr,
-            "vc-request",
+            f"{invite.kind}-request",
             [("Secure-Join-Invitenumber", invite.invitenumber)],
             autocrypt=True,
         )
