@@ -14,6 +14,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from yarl import URL
 
 from taube.proto import http
 from taube.proto.federation import (
@@ -22,9 +23,21 @@ from taube.proto.federation import (
     HEADER_TIME,
     WELL_KNOWN_KEYS,
     WELL_KNOWN_SERVER,
+    FederatedMessage,
+    FederatedState,
+    Transaction,
 )
-from taube.proto.ids import UserId
+from taube.proto.ids import (
+    ConversationId,
+    UserId,
+    new_conversation_id,
+    new_device_id,
+    new_message_id,
+)
+from taube.proto.state import Member
+from taube.testing import seal
 from taube.testing.rawclient import HttpError
+from taube.testing.services import free_port
 from tests.federation.conftest import RogueServer, Servers, UserFactory
 
 QUERY = FEDERATION_PREFIX + "/keys/query"
@@ -96,7 +109,7 @@ async def test_each_remote_one_time_key_is_claimed_once(
 
 
 async def test_a_domain_without_a_server_has_no_users(servers: Servers, users: UserFactory) -> None:
-    servers.start(["a.test"])
+    servers.start(["a.test"], extra_hosts={"nowhere.test": free_port()})  # nothing listens
     alice = await users(servers["a.test"], "alice", connect=False)
     found = await alice.request(
         "POST", "/api/v1/keys/query", http.QueryKeys(users=[UserId("bob@nowhere.test")])
@@ -265,5 +278,90 @@ async def test_garbage_is_throttled_and_the_server_stays_up(
         # the server still serves its own users
         bob = await users(b, "bob", connect=False)
         assert (await bob.request("GET", "/api/v1/keys/count"))["one_time_keys"] == 5
+    finally:
+        await rogue.__aexit__()
+
+
+async def test_a_remote_cannot_post_into_conversations_it_has_no_member_in(
+    servers: Servers, users: UserFactory, tmp_path: Path
+) -> None:
+    rogue = await _rogue_and_b(servers, tmp_path)
+    b = servers["b.test"]
+    try:
+        bob = await users(b, "bob")
+        carol = await users(b, "carol")
+        chat = await bob.direct(carol.address)
+        await bob.send(chat, b"ours")
+        await carol.wait_for(lambda: len(carol.texts(chat)) == 1)
+
+        def message(sender: str, conversation: str) -> FederatedMessage:
+            return FederatedMessage(
+                conversation=ConversationId(conversation),
+                id=new_message_id(),
+                sender=UserId(sender),
+                sender_device=new_device_id(),
+                ts=0,
+                body=seal(b"injected"),
+            )
+
+        stranger = new_conversation_id()
+        state = bob.event(
+            chat, 5, "A" * 43, Member(target=UserId("eve@evil.test"), membership="join")
+        )
+        transaction = Transaction(
+            entries=[
+                message("eve@evil.test", chat),  # not a member
+                message(bob.address, chat),  # not a user of evil.test
+                message("eve@evil.test", stranger),  # evil.test shows no such conversation
+                FederatedState(conversation=ConversationId(chat), event=state),  # not its home
+            ]
+        )
+        status, result = await rogue.call(b, "b.test", "/send", transaction)
+        assert status == 200, result
+        assert [r["error"] for r in result["entries"]] == [
+            "not_found",
+            "forbidden",
+            "not_found",
+            "forbidden",
+        ]
+        await asyncio.sleep(0.5)
+        assert carol.texts(chat) == [b"ours"]  # nothing arrived
+        info = await carol.request("GET", f"/api/v1/conversations/{chat}")
+        assert set(info["members"]) == {bob.address, carol.address}
+        with pytest.raises(HttpError):
+            await carol.request("GET", f"/api/v1/conversations/{stranger}")
+
+        # the chain of a conversation is shown only to servers with a member in it
+        path = FEDERATION_PREFIX + f"/conversations/{chat}/state"
+        headers = rogue.headers("b.test", "GET", path, b"")
+        assert rogue.session is not None
+        async with rogue.session.get(URL(b.url + path, encoded=True), headers=headers) as answer:
+            assert answer.status == 404
+    finally:
+        await rogue.__aexit__()
+
+
+async def test_a_transaction_over_the_limits_is_refused_whole(
+    servers: Servers, users: UserFactory, tmp_path: Path
+) -> None:
+    rogue = await _rogue_and_b(servers, tmp_path)
+    b = servers["b.test"]
+    try:
+        entry = {
+            "type": "msg",
+            "conversation": new_conversation_id(),
+            "id": new_message_id(),
+            "sender": "eve@evil.test",
+            "sender_device": new_device_id(),
+            "ts": 0,
+            "body": "",
+        }
+        body = json.dumps({"entries": [entry] * 501}).encode()
+        path = FEDERATION_PREFIX + "/send"
+        status, error = await rogue.send(b, path, body, rogue.headers("b.test", "POST", path, body))
+        assert (status, error["error"]) == (400, "bad_request")
+        body = json.dumps({"entries": [{**entry, "surprise": 1}]}).encode()
+        status, error = await rogue.send(b, path, body, rogue.headers("b.test", "POST", path, body))
+        assert (status, error["error"]) == (400, "bad_request")
     finally:
         await rogue.__aexit__()

@@ -270,3 +270,104 @@ async def test_an_sdk_invite_opened_in_the_browser(
     assert pinned is not None
     assert pinned[1] is True
     assert done.user.startswith("dev@")
+
+
+async def test_finding_people_names_and_ways_back_in(
+    web_server: ServerProcess, new_page: PageFactory, tmp_path: Path
+) -> None:
+    """The directory is opt-in, a contact can be renamed here, the tab
+    counts unread messages; a wrong recovery code changes nothing, a new
+    code replaces the old one, and starting over keeps the address with new
+    keys (the contact sees the key change)."""
+    ana = await new_page(web_server)
+    await tid(ana, "signup-picture").set_input_files(
+        str(png(tmp_path / "ana.png", (220, 120, 30), (96, 96)))
+    )
+    await sign_up_named(ana, "Ana Lima")
+    bo = await new_page(web_server)
+    bo_address, bo_code = await sign_up_named(bo, "Bo Berg")
+
+    # strangers are not found by name until they opt in
+    await tid(ana, "new-chat").click()
+    await tid(ana, "new-chat-address").fill("Bo Ber")
+    await ana.wait_for_timeout(1000)  # the search waits for typing to pause
+    await expect(tid(ana, "new-chat-suggestion")).to_have_count(0)
+    await tid(ana, "dialog-close").click()
+    await tid(bo, "open-settings").click()
+    await expect(tid(bo, "presence-contacts")).to_be_checked()
+    await expect(tid(bo, "settings-findable")).not_to_be_checked()
+    await bo.get_by_text("Others on this server can find me by name").click()
+    await expect(tid(bo, "settings-findable")).to_be_checked()
+    await expect(tid(bo, "settings-findable-name")).to_have_value("Bo Berg")
+    await tid(bo, "panel-back").click()
+    await tid(ana, "new-chat").click()
+    await tid(ana, "new-chat-address").fill("Bo Ber")
+    found = tid(ana, "new-chat-suggestion")
+    await expect(found).to_have_count(1)
+    await expect(found).to_contain_text(bo_address)
+    await found.click()
+    # the address first, then Bo's name once his profile is in
+    await expect(tid(ana, "chat-title")).to_have_text(
+        re.compile(f"^({re.escape(bo_address)}|Bo Berg)$")
+    )
+
+    # Bo gets the chat with Ana's name and picture; Ana's tab counts unread
+    await open_conversation(bo, "Ana Lima")
+    await expect(bo.locator(".chat__header img")).to_be_visible()
+    await ana.evaluate("history.back()")  # Ana leaves the chat
+    await expect(tid(ana, "chat")).to_have_count(0)
+    await send_text(bo, "Found you by name")
+    await expect(ana).to_have_title("(1) taube")
+    await open_conversation(ana, "Bo Berg")
+    await expect(ana).to_have_title("taube")
+
+    # a name of Ana's own for Bo, on her device only
+    await ana.locator(".chat__who").click()
+    await tid(ana, "contact-rename").click()
+    await tid(ana, "contact-rename-input").fill("Bobby")
+    await tid(ana, "contact-rename-save").click()
+    await expect(tid(ana, "chat-title")).to_have_text("Bobby")
+    await expect(tid(ana, "conversation-title")).to_have_text("Bobby")
+    await expect(tid(bo, "chat-title")).to_have_text("Ana Lima")
+
+    # a new recovery code: the old one stops working, and a wrong one changes nothing
+    await tid(bo, "open-settings").click()
+    await tid(bo, "recovery-renew").click()
+    await bo.get_by_role("button", name="Make a new code").click()
+    renewed = tid(bo, "recovery-renewed")
+    new_code = (await tid(renewed, "recovery-code").inner_text(timeout=STEP_TIMEOUT_MS)).strip()
+    assert new_code != bo_code
+    await tid(renewed, "recovery-typeback").fill(code_group(new_code))
+    await tid(renewed, "recovery-confirm").click()
+    await expect(renewed).to_have_count(0)
+    await expect(tid(bo, "device")).to_have_count(1)
+    await tid(bo, "panel-back").click()
+    laptop = await new_page(web_server)
+    await tid(laptop, "tab-login").click()
+    await tid(laptop, "login-address").fill(bo_address)
+    await tid(laptop, "login-password").fill(PASSWORD)
+    await tid(laptop, "login-method-recovery").click()
+    await tid(laptop, "login-code").fill(bo_code)
+    await tid(laptop, "login-submit").click()
+    await expect(tid(laptop, "login-error")).to_contain_text(
+        "That recovery code is not right. Nothing was changed", timeout=STEP_TIMEOUT_MS
+    )
+    await tid(bo, "open-settings").click()
+    await expect(tid(bo, "device")).to_have_count(1)  # no device was left behind
+    await tid(bo, "panel-back").click()
+
+    # every device and code lost: start over, same address, new keys
+    await tid(laptop, "start-over").click()
+    await tid(laptop, "start-over-address").fill(bo_address)
+    await tid(laptop, "start-over-password").fill(PASSWORD)
+    await expect(tid(laptop, "start-over-submit")).to_be_disabled()
+    await tid(laptop, "start-over-understood").check()
+    await tid(laptop, "start-over-submit").click()
+    fresh = (await tid(laptop, "recovery-code").inner_text(timeout=STEP_TIMEOUT_MS)).strip()
+    await tid(laptop, "recovery-typeback").fill(code_group(fresh))
+    await tid(laptop, "recovery-confirm").click()
+    await expect(tid(laptop, "new-chat")).to_be_visible()
+    # the old browser was signed out; Ana's chat says Bo's keys changed
+    await expect(tid(ana, "notice").and_(ana.locator('[data-kind="key-changed"]'))).to_be_visible(
+        timeout=STEP_TIMEOUT_MS
+    )

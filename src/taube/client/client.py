@@ -67,7 +67,6 @@ from taube.proto.ids import (
     DeviceId,
     MessageId,
     UserId,
-    domain_of,
     parse_address,
 )
 from taube.proto.state import ConversationState, Kind, Role
@@ -109,7 +108,7 @@ class Client:
         self._conversations.sender = self._outbox
         self._contacts = Contacts(self._session, self._conversations, self._messages, self._outbox)
         self._history = History(self._session, self._messages)
-        self._portals = Portals(self._conversations, self._messages, self._outbox)
+        self._portals = Portals(self._conversations, self._messages, self._outbox, self._session)
         self._archive = Archive(
             self._session, self._conversations, self._messages, self._history, self._portals
         )
@@ -248,29 +247,33 @@ class Client:
     async def start_chat(self, address: str) -> ConversationId:
         """The direct chat with ``address``: the existing one, or a new one.
 
-        An address on another domain is reached by e-mail: the chat is a
-        portal that the user's e-mail connector serves (taube servers do not
-        talk to each other yet, so every other domain is e-mail for now)."""
+        An address on another domain is a chat like any other when that
+        domain has a taube server with that account (the servers federate);
+        else it is reached by e-mail: the chat is a portal that the user's
+        e-mail connector serves."""
         other = parse_address(address)
-        if self.user and domain_of(other) != domain_of(self.user):
+        if await self._by_mail(other):
             return await self.open_portal(ev.Portal(EMAIL, other, (other,), other))
         found = await self._conversations.find_direct(other)
         if found is not None:
             return found
         return await self._create(Kind.DIRECT, [other])
 
-    def _by_mail(self, user: UserId) -> bool:
-        """Reached by e-mail: an address on another domain (see ``start_chat``)."""
-        return bool(self.user) and domain_of(user) != domain_of(self.user)
+    async def _by_mail(self, user: UserId) -> bool:
+        """Reached by e-mail: an address on another domain without a taube
+        account there (see ``start_chat``)."""
+        return user in await self._portals.by_mail([user])
 
     async def create_group(self, members: list[str], admins: list[str] = ()) -> ConversationId:  # type: ignore[assignment]
-        """A group; members on other domains take part by e-mail (a portal)."""
+        """A group; members on other domains without a taube account take part
+        by e-mail (a portal)."""
         users = [parse_address(m) for m in members if parse_address(m) != self.user]
-        local = [u for u in users if not self._by_mail(u)]
+        mail = await self._portals.by_mail(users)
+        local = [u for u in users if u not in mail]
         conversation = await self._create(
             Kind.GROUP, local, frozenset(parse_address(a) for a in admins) & set(local)
         )
-        by_mail = [u for u in users if self._by_mail(u)]
+        by_mail = [u for u in users if u in mail]
         if by_mail:
             await self._portals.set_peers(conversation, add=by_mail)
         return conversation
@@ -285,9 +288,10 @@ class Client:
     async def add_member(
         self, conversation: ConversationId, address: str, role: Role = Role.MEMBER
     ) -> None:
-        """Add a member (one on another domain takes part by e-mail)."""
+        """Add a member (one on another domain without a taube account takes
+        part by e-mail)."""
         user = parse_address(address)
-        if self._by_mail(user):
+        if await self._by_mail(user):
             await self._portals.set_peers(conversation, add=[user])
             return
         await self._conversations.add_member(conversation, user, role)
@@ -296,7 +300,7 @@ class Client:
         """Remove a member; the next message uses a new Megolm session, and a
         new state key seals titles and pictures from now on."""
         user = parse_address(address)
-        if self._by_mail(user):
+        if user not in (await self._conversations.state(conversation)).members:
             await self._portals.set_peers(conversation, remove=[user])
             return
         await self._conversations.remove_member(conversation, user)

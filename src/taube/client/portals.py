@@ -12,23 +12,71 @@ message naming itself, and relays both ways from then on.
 from __future__ import annotations
 
 import secrets
+import time
 from collections.abc import Collection
 
 from taube.client import events as ev
 from taube.client.conversations import Conversations, Sender
 from taube.client.messages import Messages
-from taube.proto.ids import ConversationId, DeviceId
+from taube.client.session import Session
+from taube.proto import http
+from taube.proto.ids import ConversationId, DeviceId, UserId, domain_of
 from taube.proto.state import Kind
 
 #: the network of chat over e-mail
 EMAIL = "email"
 
 
+#: how long "this address has no taube account" is believed
+NOT_ON_TAUBE_S = 300.0
+
+
 class Portals:
-    def __init__(self, conversations: Conversations, messages: Messages, sender: Sender) -> None:
+    def __init__(
+        self,
+        conversations: Conversations,
+        messages: Messages,
+        sender: Sender,
+        session: Session | None = None,
+    ) -> None:
         self._conversations = conversations
         self._messages = messages
         self._sender = sender
+        self._session = session
+        self._on_taube: set[UserId] = set()
+        self._not_on_taube: dict[UserId, float] = {}
+
+    async def by_mail(self, users: Collection[UserId]) -> set[UserId]:
+        """Those of ``users`` reached by e-mail: addresses on another domain
+        without a taube account there.
+
+        The user's own server answers (it asks the other domain's server,
+        found by ``/.well-known/taube/server``; the client never talks to a
+        foreign server). A domain without a taube server, or an address
+        without an account on it, is e-mail; an unreachable server raises
+        ``Unavailable`` rather than send by e-mail what should not go there.
+        """
+        session = self._session
+        if session is None or not session.user:
+            return set()
+        own = domain_of(session.user)
+        now = time.monotonic()
+        foreign = [u for u in dict.fromkeys(users) if domain_of(u) != own]
+        unknown = [
+            u
+            for u in foreign
+            if u not in self._on_taube and self._not_on_taube.get(u, 0.0) <= now
+        ]
+        if unknown:
+            _, api, _ = session.need()
+            found = await api.post("/keys/query", http.QueryKeys(users=unknown), http.KeysResponse)
+            present = {UserId(entry.user) for entry in found.users if entry.identity is not None}
+            for user in unknown:
+                if user in present:
+                    self._on_taube.add(user)
+                else:
+                    self._not_on_taube[user] = now + NOT_ON_TAUBE_S
+        return {u for u in foreign if u not in self._on_taube}
 
     def get(self, conversation: ConversationId) -> ev.Portal | None:
         found = self._messages.latest(ev.PORTAL, conversation).get(conversation)

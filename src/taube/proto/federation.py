@@ -34,8 +34,17 @@ from msgspec import Meta
 from taube.proto import http
 from taube.proto.api import Endpoint
 from taube.proto.base import Wire
+from taube.proto.frames import Body, ToDeviceMessage
+from taube.proto.ids import (
+    BlobIdField,
+    ConversationIdField,
+    DeviceIdField,
+    MessageIdField,
+    UserIdField,
+)
 from taube.proto.keys import Key
 from taube.proto.signing import b64encode, canonical_json
+from taube.proto.state import StateEvent
 
 #: where a domain says which server serves it, and where a server lists its keys
 WELL_KNOWN_SERVER = "/.well-known/taube/server"
@@ -110,6 +119,71 @@ class FederationError(Wire, kw_only=True):
     retry_after: float | None = None
 
 
+# ----------------------------------------------------------- delivery
+
+
+class FederatedMessage(Wire, tag="msg", kw_only=True):
+    """A message a user of the origin sent to a conversation with members here."""
+
+    conversation: ConversationIdField
+    id: MessageIdField
+    sender: UserIdField
+    sender_device: DeviceIdField
+    ts: int
+    body: Body
+    blobs: Annotated[list[BlobIdField], Meta(max_length=32)] = []
+    expire_ms: Annotated[int, Meta(ge=0)] | None = None
+
+
+class FederatedState(Wire, tag="state", kw_only=True):
+    """A state event the conversation's home server appended."""
+
+    conversation: ConversationIdField
+    event: StateEvent
+
+
+class FederatedToDevice(Wire, kw_only=True):
+    """To-device messages of one ``todevice.send`` for devices on the receiving server."""
+
+    id: MessageIdField
+    sender: UserIdField
+    sender_device: DeviceIdField
+    messages: Annotated[list[ToDeviceMessage], Meta(min_length=1, max_length=5000)]
+
+
+class Transaction(Wire, kw_only=True):
+    """What a server pushes to another: log entries in order, then to-device messages.
+
+    Each entry is stored at most once however often it comes (messages by
+    sender device and id, state events by depth, to-device messages by
+    sender device and id), so a sender retries a transaction until it has
+    an answer."""
+
+    entries: Annotated[list[FederatedMessage | FederatedState], Meta(max_length=500)] = []
+    to_device: Annotated[list[FederatedToDevice], Meta(max_length=100)] = []
+
+
+class EntryResult(Wire, kw_only=True):
+    """The outcome of one entry: stored (no ``error``), or refused for good."""
+
+    error: str | None = None
+    message: str = ""
+
+
+class TransactionResult(Wire, kw_only=True):
+    """One result per entry and per to-device batch, in order. A refused entry
+    is not retried (it would be refused again); the sender logs it."""
+
+    entries: list[EntryResult]
+    to_device: list[EntryResult] = []
+
+
+class RemoteStateEvent(Wire, kw_only=True):
+    """A member of the origin appends a state event to a conversation homed here."""
+
+    event: StateEvent
+
+
 def body_digest(body: bytes) -> str:
     return b64encode(hashlib.sha256(body).digest())
 
@@ -150,6 +224,32 @@ FEDERATION_ENDPOINTS: tuple[Endpoint, ...] = (
         request=http.ClaimKeys,
         response=http.ClaimResponse,
         errors=(400, 401, 403, 413),
+    ),
+    Endpoint(
+        "federation_send",
+        "POST",
+        "/send",
+        "Log entries and to-device messages for the receiving server's users, in order",
+        request=Transaction,
+        response=TransactionResult,
+        errors=(400, 401, 403, 409, 413, 429),
+    ),
+    Endpoint(
+        "federation_get_state",
+        "GET",
+        "/conversations/{conversation}/state",
+        "The signed state chain of a conversation the origin has a member in",
+        response=http.StateChain,
+        errors=(401, 404),
+    ),
+    Endpoint(
+        "federation_append_state",
+        "POST",
+        "/conversations/{conversation}/state",
+        "A member of the origin appends a state event to a conversation homed here",
+        request=RemoteStateEvent,
+        response=http.Appended,
+        errors=(400, 401, 403, 404, 409),
     ),
 )
 

@@ -230,7 +230,7 @@ async def serve(
         ]
         if srv.federation is not None:
             background.append(
-                asyncio.create_task(srv.federation.prune_forever(), name="federation")
+                asyncio.create_task(srv.federation.run(), name="federation")
             )
         if config.bus.recheck_s > 0:
             background.append(

@@ -101,6 +101,8 @@ class Server:
         self, user: UserId, device: DeviceId, frame: frames.Send, stored: Stored
     ) -> None:
         """Push a committed message to every connected member device."""
+        if self.federation is not None:
+            self.federation.outbound.wake()
         members = self.hub.cached_members(frame.conversation)
         message = frames.Message(
             conversation=frame.conversation,
@@ -172,6 +174,8 @@ class Server:
             await asyncio.wait(set(self._background), timeout=timeout)
 
     def publish_state(self, appended: list[StateAppended], device: DeviceId) -> None:
+        if self.federation is not None and appended:
+            self.federation.outbound.wake()
         for entry in appended:
             conversation = entry.event.conversation
             self.hub.set_members(conversation, entry.members, entry.seq)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Iterable
 
 import msgspec
 
 from taube.proto.errors import ErrorCode, ProtocolError
-from taube.proto.ids import ConversationId, DeviceId, UserId
+from taube.proto.ids import ConversationId, DeviceId, UserId, domain_of
 from taube.proto.state import (
     ConversationState,
     Kind,
@@ -116,6 +117,55 @@ async def _apply_effects(tx: Tx, old: dict[UserId, Role], new: ConversationState
             conversation,
             user,
         )
+    await _follow_servers(tx, conversation, old.keys(), new.members.keys(), seq)
+
+
+def server_cursor(domain: str) -> DeviceId:
+    """The cursor of another domain's server in ``cursors`` (device ids never start with @)."""
+    return DeviceId("@" + domain)
+
+
+async def _follow_servers(
+    tx: Tx, conversation: str, before_: Iterable[UserId], after_: Iterable[UserId], seq: int
+) -> None:
+    """Other domains' servers follow the log like devices: a server whose first
+    user joins gets a cursor just before that join, and when its last user
+    leaves, its cursor ends at the leave (it still gets that event).
+
+    A member without a row in ``users`` is a user of another server (local
+    users are checked to exist before they are added)."""
+    old, new = set(before_), set(after_)
+    changed = old ^ new
+    if not changed:
+        return
+    remote = set()
+    for user in changed:
+        if await tx.fetchone("SELECT 1 FROM users WHERE user_id = ?", user) is None:
+            remote.add(domain_of(user))
+    for domain in sorted(remote):
+        before = any(domain_of(u) == domain for u in old)
+        after = any(domain_of(u) == domain for u in new)
+        if after and not before:
+            await tx.execute(
+                "INSERT INTO cursors (device, conversation, seq) VALUES (?, ?, ?)"
+                " ON CONFLICT (device, conversation)"
+                " DO UPDATE SET seq = excluded.seq, until_seq = NULL",
+                server_cursor(domain),
+                conversation,
+                seq - 1,
+            )
+            await tx.execute(
+                "INSERT INTO federation_destinations (domain) VALUES (?)"
+                " ON CONFLICT (domain) DO NOTHING",
+                domain,
+            )
+        elif before and not after:
+            await tx.execute(
+                "UPDATE cursors SET until_seq = ? WHERE device = ? AND conversation = ?",
+                seq,
+                server_cursor(domain),
+                conversation,
+            )
 
 
 async def _append_entry(tx: Tx, event: StateEvent, device: DeviceId, seq: int, now: int) -> None:

@@ -229,9 +229,9 @@ export class Engine implements Client {
 
   // ================================================================ account
 
-  async register(address: string, password: string, deviceName: string, name = ""): Promise<NewAccount> {
+  async register(address: string, password: string, deviceName: string, name = "", picture: Blob | null = null): Promise<NewAccount> {
     const account = await this.session.register(address, password, deviceName);
-    if (name.trim()) await this.setProfile(name.trim(), null);
+    if (name.trim() || picture) await this.setProfile(name.trim(), picture);
     return account;
   }
 

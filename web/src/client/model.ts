@@ -214,8 +214,8 @@ export interface NewAccount {
 
 export interface Actions {
   // account
-  /** `name`: the display name shared with contacts (empty: none yet) */
-  register(address: string, password: string, deviceName: string, name?: string): Promise<NewAccount>;
+  /** `name`, `picture`: the profile shared with contacts (empty / null: none yet) */
+  register(address: string, password: string, deviceName: string, name?: string, picture?: Blob | null): Promise<NewAccount>;
   /** every device and the recovery code lost: new keys on the same address */
   startOver(address: string, password: string, deviceName: string): Promise<NewAccount>;
   /** a new recovery code; the old one stops working */

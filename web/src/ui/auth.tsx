@@ -3,6 +3,7 @@
 import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import type { NewAccount } from "../client/model";
+import { CryptoError } from "../crypto/errors";
 import { ADDRESS_PATTERN } from "../gen/proto";
 import { pendingRecovery, signingUp, useClient } from "./context";
 import { defaultDeviceName } from "./format";
@@ -17,7 +18,7 @@ const LINK_CODE_RE = /^[0-9A-Z]{4}(-[0-9A-Z]{4}){8}$/u;
 
 function errorText(err: unknown): string {
   if (err instanceof Error) {
-    if ((err as { code?: string }).code === "wrong_recovery_code") {
+    if (err instanceof CryptoError && err.kind === "wrong_recovery_code") {
       return "That recovery code is not right. Nothing was changed: check it and try again.";
     }
     return err.message;
@@ -93,6 +94,7 @@ function normalizeAddress(value: string): string {
 function SignUpForm(): JSX.Element {
   const client = useClient();
   const [name, setName] = useState("");
+  const [picture, setPicture] = useState<File | null>(null);
   const [domain, setDomain] = useState("");
   /** the user typed an address of their own: stop suggesting one */
   const [ownAddress, setOwnAddress] = useState(false);
@@ -133,7 +135,7 @@ function SignUpForm(): JSX.Element {
     setError(null);
     signingUp.value = true;
     try {
-      const account = await client.register(addr, password, deviceName.trim() || defaultDeviceName(), name.trim());
+      const account = await client.register(addr, password, deviceName.trim() || defaultDeviceName(), name.trim(), picture);
       pendingRecovery.value = account;
     } catch (err) {
       setError(errorText(err));
@@ -157,6 +159,16 @@ function SignUpForm(): JSX.Element {
           value={name}
           onInput={(e) => typeName(e.currentTarget.value)}
           data-testid="signup-name"
+        />
+      </label>
+      <label class="field field--inline">
+        <span class="link-button">{picture ? `Picture: ${picture.name}` : "Add a picture (optional)"}</span>
+        <input
+          type="file"
+          accept="image/*"
+          class="sr-only"
+          onChange={(e) => setPicture(e.currentTarget.files?.[0] ?? null)}
+          data-testid="signup-picture"
         />
       </label>
       <AddressField

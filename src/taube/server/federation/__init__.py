@@ -27,15 +27,18 @@ from yarl import URL
 from taube.proto.codec import encode
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.federation import FEDERATION_PREFIX, FRESHNESS_MS, FederationError
+from taube.proto.ids import DeviceId, MessageId, UserId
 from taube.server.clock import Clock
 from taube.server.config import Config
 from taube.server.federation.discovery import Directory, NoServer
 from taube.server.federation.keyring import ServerKeyring
+from taube.server.federation.outbound import Outbound
 from taube.server.federation.signing import SignedRequest, signed_headers
 from taube.server.proxies import client_ip
 from taube.server.ratelimit import RateLimiter
 from taube.store import Store
 from taube.store import federation as stored
+from taube.store.queues import QueueEntry
 
 log = logging.getLogger(__name__)
 
@@ -64,6 +67,7 @@ class Federation:
         self.failures = RateLimiter(clock, per_minute=self.settings.failures_per_minute)
         self._session: aiohttp.ClientSession | None = None
         self._directory: Directory | None = None
+        self.outbound = Outbound(self, store)
 
     async def __aenter__(self) -> Federation:
         self._session = aiohttp.ClientSession(
@@ -133,7 +137,6 @@ class Federation:
                 content = await answer.content.read(self.settings.max_body_bytes + 1)
                 status = answer.status
         except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            self.directory.forget(domain)
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"cannot reach {domain}: {exc}") from exc
         if len(content) > self.settings.max_body_bytes:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"{domain} answered with too much")
@@ -204,7 +207,34 @@ class Federation:
             raise ProtocolError(ErrorCode.CONFLICT, "replayed transaction")
         return signed.origin
 
-    async def prune_forever(self) -> None:
+    async def run(self) -> None:
+        """The background work: pushing to other servers, forgetting old txn ids."""
+        async with asyncio.TaskGroup() as group:
+            group.create_task(self.outbound.run())
+            group.create_task(self._prune_forever())
+
+    async def send_to_devices(
+        self,
+        sender: UserId,
+        sender_device: DeviceId,
+        ref: MessageId,
+        messages: list[tuple[UserId, DeviceId, bytes]],
+    ) -> tuple[bool, list[QueueEntry]]:
+        """``todevice.send``: local devices' queues, and other servers' outboxes."""
+        duplicate, entries, domains = await self.store.engine.write(
+            stored.send_to_devices_anywhere,
+            self.domain,
+            sender,
+            sender_device,
+            ref,
+            messages,
+            self.clock.now_ms(),
+        )
+        if domains:
+            self.outbound.wake()
+        return duplicate, entries
+
+    async def _prune_forever(self) -> None:
         """Forget transaction ids once their requests would be refused for age."""
         while True:
             await asyncio.sleep(PRUNE_INTERVAL_S)

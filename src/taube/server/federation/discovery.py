@@ -90,14 +90,22 @@ class Directory:
         return self.config.hosts.get(domain, f"https://{domain}").rstrip("/")
 
     async def _get(self, url: str) -> bytes:
+        """The document at ``url``: ``NOT_FOUND`` when the server says there is
+        none, ``UNAVAILABLE`` when it cannot be reached or fails (try again later)."""
         timeout = aiohttp.ClientTimeout(total=self.config.timeout_s)
-        async with self.session.get(url, timeout=timeout, allow_redirects=False) as response:
-            if response.status != 200:
-                raise ProtocolError(ErrorCode.UNAVAILABLE, f"{url}: HTTP {response.status}")
-            body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
-            if len(body) > MAX_DOCUMENT_BYTES:
-                raise ProtocolError(ErrorCode.UNAVAILABLE, f"{url}: document too large")
-            return body
+        try:
+            async with self.session.get(url, timeout=timeout, allow_redirects=False) as response:
+                body = await response.content.read(MAX_DOCUMENT_BYTES + 1)
+                status = response.status
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"cannot reach {url}: {exc}") from exc
+        if status >= 500 or status == 429:
+            raise ProtocolError(ErrorCode.UNAVAILABLE, f"{url}: HTTP {status}")
+        if status != 200:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"{url}: HTTP {status}")
+        if len(body) > MAX_DOCUMENT_BYTES:
+            raise ProtocolError(ErrorCode.NOT_FOUND, f"{url}: document too large")
+        return body
 
     async def server(self, domain: str) -> str:
         """The base URL of ``domain``'s taube server; raises ``NoServer``."""
@@ -107,26 +115,36 @@ class Directory:
             async with self._lock("server:" + domain):
                 cached = self._servers.get(domain)
                 if cached is None or cached.expires <= self.clock.monotonic():
-                    cached = await self._discover(domain)
-                    self._servers[domain] = cached
+                    found, transient = await self._discover(domain)
+                    if transient and cached is not None and cached.value is not None:
+                        # known, and unreachable for now: keep it (the caller
+                        # gets "unavailable" and retries), look again soon
+                        found = _Cached(cached.value, self.clock.monotonic() + 60.0)
+                    cached = self._servers[domain] = found
         if cached.value is None:
             raise NoServer(domain, "no well-known document")
         return cached.value
 
-    async def _discover(self, domain: str) -> _Cached[str | None]:
+    async def _discover(self, domain: str) -> tuple[_Cached[str | None], bool]:
+        """What the domain says; and whether a failure may be transient.
+
+        A domain that cannot be asked at all (no web server, nothing
+        listening) is taken to have no taube server, for
+        ``negative_cache_s``: most domains of e-mail addresses are like that."""
         url = self._origin_of(domain) + WELL_KNOWN_SERVER
+        negative = self.clock.monotonic() + self.config.negative_cache_s
         try:
             found = _discovery.decode(await self._get(url)).server.rstrip("/")
-        except (aiohttp.ClientError, OSError, TimeoutError, ProtocolError) as exc:
-            log.info("no taube server found for %s: %s", domain, exc)
-            return _Cached(None, self.clock.monotonic() + self.config.negative_cache_s)
+        except ProtocolError as exc:
+            log.info("no taube server found for %s: %s", domain, exc.message)
+            return _Cached(None, negative), exc.retryable
         except msgspec.DecodeError as exc:
             log.info("bad discovery document for %s: %s", domain, exc)
-            return _Cached(None, self.clock.monotonic() + self.config.negative_cache_s)
+            return _Cached(None, negative), False
         if found.startswith("http://") and not self.config.allow_http:
             log.warning("%s names a server without TLS (%s): refused", domain, found)
-            return _Cached(None, self.clock.monotonic() + self.config.negative_cache_s)
-        return _Cached(found, self.clock.monotonic() + self.config.cache_s)
+            return _Cached(None, negative), False
+        return _Cached(found, self.clock.monotonic() + self.config.cache_s), False
 
     async def key(self, domain: str, key_id: str) -> ServerKey:
         """The key ``key_id`` of ``domain``'s server, as that server publishes it."""
@@ -151,12 +169,12 @@ class Directory:
         self._fetched_keys[domain] = self.clock.monotonic()
         try:
             document = _keys.decode(await self._get(server + WELL_KNOWN_KEYS))
-        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
-            raise ProtocolError(
-                ErrorCode.UNAVAILABLE, f"cannot fetch the keys of {domain}: {exc}"
-            ) from exc
         except msgspec.DecodeError as exc:
             raise ProtocolError(ErrorCode.UNAUTHORIZED, f"bad key document of {domain}") from exc
+        except ProtocolError as exc:
+            if exc.retryable:
+                raise
+            raise ProtocolError(ErrorCode.UNAUTHORIZED, f"no key document of {domain}") from exc
         if document.domain != domain:
             raise ProtocolError(
                 ErrorCode.UNAUTHORIZED, f"the server of {domain} publishes keys of another domain"
@@ -167,6 +185,3 @@ class Directory:
         self._keys[domain] = cached
         return cached
 
-    def forget(self, domain: str) -> None:
-        """Look ``domain`` up again next time (its server moved or came back)."""
-        self._servers.pop(domain, None)

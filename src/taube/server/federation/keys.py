@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING, TypeVar
 
 from taube.proto import http
@@ -54,14 +54,14 @@ def _local_only(srv: Server, origin: str, users: Iterable[str]) -> None:
 
 
 async def federation_query_keys(
-    srv: Server, origin: str, body: http.QueryKeys
+    srv: Server, origin: str, body: http.QueryKeys, params: Mapping[str, str]
 ) -> http.KeysResponse:
     _local_only(srv, origin, body.users)
     return await local_query(srv, [UserId(u) for u in body.users])
 
 
 async def federation_claim_keys(
-    srv: Server, origin: str, body: http.ClaimKeys
+    srv: Server, origin: str, body: http.ClaimKeys, params: Mapping[str, str]
 ) -> http.ClaimResponse:
     _local_only(srv, origin, (ref.user for ref in body.devices))
     keys = await srv.store.claim_keys([(UserId(r.user), DeviceId(r.device)) for r in body.devices])

@@ -1,14 +1,14 @@
 """The routes other servers call: the two well-known documents and the signed API.
 
 The signed endpoints are listed in ``taube.proto.federation.FEDERATION_ENDPOINTS``;
-their handlers are functions of the same name in ``taube.server.federation.keys``
-taking ``(srv, origin, body)``. A body larger than ``federation.max_body_bytes``
+their handlers are functions of the same name in ``keys`` or ``inbound``
+taking ``(srv, origin, body, path parameters)``. A body larger than ``federation.max_body_bytes``
 is refused before it is read, and before anything is checked.
 """
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from aiohttp import web
@@ -23,12 +23,12 @@ from taube.proto.federation import (
     WELL_KNOWN_SERVER,
     ServerDiscovery,
 )
-from taube.server.federation import keys
+from taube.server.federation import inbound, keys
 
 if TYPE_CHECKING:
     from taube.server.context import Server
 
-Handler = Callable[["Server", str, Any], Awaitable[Any]]
+Handler = Callable[["Server", str, Any, Mapping[str, str]], Awaitable[Any]]
 
 
 def _json(value: object) -> web.Response:
@@ -56,7 +56,7 @@ def _signed(srv: Server, endpoint: Endpoint, fn: Handler) -> Any:
         data = await _read_limited(request, srv.config.federation.max_body_bytes)
         origin = await federation.authenticate(request, data)
         body = decode(data, endpoint.request) if endpoint.request is not None else None
-        result = await fn(srv, origin, body)
+        result = await fn(srv, origin, body, request.match_info)
         return web.Response(
             body=encode(result), status=endpoint.status, content_type="application/json"
         )
@@ -80,8 +80,7 @@ def add_routes(app: web.Application, srv: Server) -> None:
     app.router.add_get(WELL_KNOWN_SERVER, discovery)
     app.router.add_get(WELL_KNOWN_KEYS, server_keys)
     for endpoint in FEDERATION_ENDPOINTS:
+        handler = getattr(keys, endpoint.name, None) or getattr(inbound, endpoint.name)
         app.router.add_route(
-            endpoint.method,
-            FEDERATION_PREFIX + endpoint.path,
-            _signed(srv, endpoint, getattr(keys, endpoint.name)),
+            endpoint.method, FEDERATION_PREFIX + endpoint.path, _signed(srv, endpoint, handler)
         )

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 from taube.proto import http
 from taube.proto.errors import ErrorCode, ProtocolError
-from taube.proto.ids import ConversationId, UserId
+from taube.proto.federation import RemoteStateEvent
+from taube.proto.ids import ConversationId, domain_of
 from taube.proto.signing import DOMAIN_STATE, verify
-from taube.proto.state import Member, StateEvent
+from taube.proto.state import StateEvent
+from taube.server.federation.inbound import check_targets
 from taube.server.http.call import Call
+from taube.store import federation
 from taube.store.conversations import ConversationRow
 
 
@@ -20,13 +23,7 @@ async def _check_event(call: Call, event: StateEvent) -> None:
     if identity is None:
         raise ProtocolError(ErrorCode.BAD_KEY, "publish the identity key first")
     verify(DOMAIN_STATE, event, identity.identity_key, event.signature)
-    content = event.content
-    if (
-        isinstance(content, Member)
-        and content.membership == "join"
-        and await call.srv.store.password_hash(UserId(content.target)) is None
-    ):
-        raise ProtocolError(ErrorCode.NOT_FOUND, f"no such user: {content.target}")
+    await check_targets(call.srv, [event])  # users here, or on their own servers
 
 
 def _info(row: ConversationRow) -> http.ConversationInfo:
@@ -82,5 +79,25 @@ async def append_state(call: Call) -> http.Appended:
     if event.conversation != call.param("conversation"):
         raise ProtocolError(ErrorCode.BAD_REQUEST, "event is for another conversation")
     await _check_event(call, event)
-    seq = await call.srv.do_append_state(event, call.auth.device)
-    return http.Appended(seq=seq)
+    srv = call.srv
+    conversation = ConversationId(event.conversation)
+    creator = await srv.store.engine.read(federation.conversation_creator, conversation)
+    home = domain_of(creator) if creator is not None else srv.config.server.domain
+    if home == srv.config.server.domain or srv.federation is None:
+        seq = await srv.do_append_state(event, call.auth.device)
+        return http.Appended(seq=seq)
+    # The conversation's home server orders its chain: it appends first, then
+    # this replica (the home's copy, when it comes, is then already here).
+    if not await srv.hub.is_member(conversation, call.auth.user):
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
+    appended = await srv.federation.request(
+        home,
+        "POST",
+        f"/conversations/{conversation}/state",
+        RemoteStateEvent(event=event),
+        http.Appended,
+    )
+    try:
+        return http.Appended(seq=await srv.do_append_state(event, call.auth.device))
+    except ProtocolError:
+        return appended  # this replica is behind: the home's copy brings it

@@ -19,7 +19,7 @@ from aiohttp import WSMsgType, web
 from taube.proto import frames
 from taube.proto.codec import encode
 from taube.proto.errors import ErrorCode, ProtocolError
-from taube.proto.ids import ConversationId, DeviceId, UserId
+from taube.proto.ids import ConversationId, DeviceId, UserId, domain_of
 from taube.server.frames import log_frame, queue_frame
 from taube.store.delivery import Stored
 from taube.store.errors import StoreUnavailable
@@ -318,13 +318,17 @@ class Connection:
 
     async def _to_device(self, frame: frames.ToDeviceSend) -> None:
         srv = self.srv
-        duplicate, entries = await srv.store.send_to_devices(
-            self.user,
-            self.device,
-            frame.id,
-            [(m.user, m.device, m.body) for m in frame.messages],
-            srv.clock.now_ms(),
-        )
+        messages = [(m.user, m.device, m.body) for m in frame.messages]
+        if srv.federation is not None and any(
+            srv.federation.is_remote(domain_of(m.user)) for m in frame.messages
+        ):  # some are for devices on other servers
+            duplicate, entries = await srv.federation.send_to_devices(
+                self.user, self.device, frame.id, messages
+            )
+        else:
+            duplicate, entries = await srv.store.send_to_devices(
+                self.user, self.device, frame.id, messages, srv.clock.now_ms()
+            )
         if not duplicate:
             srv.publish_queue(entries)
         self.send(frames.ToDeviceSent(id=frame.id))

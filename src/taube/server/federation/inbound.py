@@ -1,0 +1,254 @@
+"""What other servers push and ask: transactions, state chains, remote state appends.
+
+Every server that has a member in a conversation keeps a *replica* of it:
+the signed chain, the members, and a log of its own (its own ``seq``) that
+its own devices read. A replica is made from the chain the origin serves
+(``GET /conversations/{id}/state``) when the first entry of an unknown
+conversation arrives; the events' signatures are checked against the
+senders' identity keys (fetched from their servers) and the rules of
+``taube.proto.state`` are applied as for a local conversation.
+
+An entry is refused, and nothing stored for it, when:
+
+- a message's sender is not a user of the origin, or not a member here;
+- a state event does not come from the conversation's home (its creator's
+  server), does not verify, or breaks the rules;
+- the conversation is unknown and the origin cannot show a chain that
+  has a user of the origin in it.
+
+A refused entry gets its error in the answer; a store that is unavailable
+fails the whole transaction (the origin retries it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+
+from taube.proto import frames, http
+from taube.proto.errors import ErrorCode, ProtocolError
+from taube.proto.federation import (
+    EntryResult,
+    FederatedMessage,
+    FederatedState,
+    FederatedToDevice,
+    RemoteStateEvent,
+    Transaction,
+    TransactionResult,
+)
+from taube.proto.ids import ConversationId, DeviceId, UserId, domain_of
+from taube.proto.signing import DOMAIN_STATE, verify
+from taube.proto.state import Member, StateEvent
+from taube.server.federation.keys import query_keys
+from taube.store import federation as stored
+
+if TYPE_CHECKING:
+    from taube.server.context import Server
+
+#: the device recorded for state events that came from another server
+NO_DEVICE = DeviceId("")
+
+
+def _refused(code: ErrorCode, message: str) -> ProtocolError:
+    return ProtocolError(code, message)
+
+
+async def check_signatures(srv: Server, events: list[StateEvent]) -> None:
+    """Each event signed by its sender's identity key (wherever the sender lives)."""
+    senders = list(dict.fromkeys(UserId(e.sender) for e in events))
+    found = await query_keys(srv, senders)
+    identities = {entry.user: entry.identity for entry in found.users}
+    for event in events:
+        identity = identities.get(event.sender)
+        if identity is None:
+            raise _refused(ErrorCode.BAD_SIGNATURE, f"no identity key for {event.sender}")
+        verify(DOMAIN_STATE, event, identity.identity_key, event.signature)
+
+
+async def check_targets(srv: Server, events: list[StateEvent]) -> None:
+    """Users a join adds exist: local ones here, remote ones on their server."""
+    own = srv.config.server.domain
+    remote = []
+    for event in events:
+        content = event.content
+        if isinstance(content, Member) and content.membership == "join":
+            target = UserId(content.target)
+            if domain_of(target) == own:
+                if await srv.store.password_hash(target) is None:
+                    raise _refused(ErrorCode.NOT_FOUND, f"no such user: {target}")
+            else:
+                remote.append(target)
+    if remote:
+        if srv.federation is None:
+            raise _refused(ErrorCode.NOT_FOUND, f"no such user: {remote[0]}")
+        found = {u.user for u in (await query_keys(srv, remote)).users if u.identity}
+        for target in remote:
+            if target not in found:
+                raise _refused(ErrorCode.NOT_FOUND, f"no such user: {target}")
+
+
+async def _chain_from(srv: Server, origin: str, conversation: ConversationId) -> list[StateEvent]:
+    federation = srv.federation
+    assert federation is not None
+    try:
+        chain = await federation.request(
+            origin, "GET", f"/conversations/{conversation}/state", None, http.StateChain
+        )
+    except ProtocolError as exc:
+        if exc.retryable:
+            raise
+        raise _refused(ErrorCode.NOT_FOUND, f"{origin} shows no such conversation") from exc
+    events = list(chain.events)
+    if not events or any(e.conversation != conversation for e in events):
+        raise _refused(ErrorCode.BAD_REQUEST, f"{origin} served a chain of another conversation")
+    return events
+
+
+async def _replicate(srv: Server, origin: str, conversation: ConversationId) -> None:
+    """Make or bring up to date the replica of ``conversation`` from the origin's chain."""
+    events = await _chain_from(srv, origin, conversation)
+    depth = await _depth(srv, conversation)
+    new = [e for e in events if e.depth > depth]
+    if not new:
+        return
+    await check_signatures(srv, new)
+    await check_targets(srv, new)
+    now = srv.clock.now_ms()
+    if depth < 0:
+        if not any(domain_of(UserId(e.sender)) == origin for e in events) and not any(
+            isinstance(e.content, Member) and domain_of(UserId(e.content.target)) == origin
+            for e in events
+        ):
+            raise _refused(ErrorCode.NOT_FOUND, f"{origin} has no member in that conversation")
+        try:
+            appended = await srv.store.create_conversation(events, NO_DEVICE, now)
+        except ProtocolError as exc:
+            if exc.code != ErrorCode.CONFLICT:
+                raise
+            return  # made meanwhile by another transaction
+        srv.publish_state(appended, NO_DEVICE)
+        return
+    for event in new:
+        srv.publish_state([await srv.store.append_state(event, NO_DEVICE, now)], NO_DEVICE)
+
+
+async def _depth(srv: Server, conversation: ConversationId) -> int:
+    return await srv.store.engine.read(stored.conversation_depth, conversation)
+
+
+async def _receive_message(srv: Server, origin: str, entry: FederatedMessage) -> None:
+    if domain_of(UserId(entry.sender)) != origin:
+        raise _refused(ErrorCode.FORBIDDEN, f"{entry.sender} is not a user of {origin}")
+    conversation = ConversationId(entry.conversation)
+    if await srv.store.engine.read(stored.conversation_creator, conversation) is None:
+        await _replicate(srv, origin, conversation)
+    send = frames.Send(
+        conversation=entry.conversation,
+        id=entry.id,
+        body=entry.body,
+        expire_ms=entry.expire_ms,
+    )
+    stored_entry = await srv.store.send_message(
+        UserId(entry.sender),
+        DeviceId(entry.sender_device),
+        conversation,
+        entry.id,
+        entry.body,
+        [],
+        entry.expire_ms,
+        srv.clock.now_ms(),
+    )
+    if not stored_entry.duplicate:
+        srv.publish_message(UserId(entry.sender), DeviceId(entry.sender_device), send, stored_entry)
+
+
+async def _receive_state(srv: Server, origin: str, entry: FederatedState) -> None:
+    conversation = ConversationId(entry.conversation)
+    event = entry.event
+    if event.conversation != conversation:
+        raise _refused(ErrorCode.BAD_REQUEST, "the event is for another conversation")
+    creator = await srv.store.engine.read(stored.conversation_creator, conversation)
+    if creator is None:
+        await _replicate(srv, origin, conversation)
+        return
+    if domain_of(creator) != origin:
+        raise _refused(ErrorCode.FORBIDDEN, f"{origin} is not the home of that conversation")
+    depth = await _depth(srv, conversation)
+    if event.depth <= depth:
+        return  # had it already
+    if event.depth > depth + 1:
+        await _replicate(srv, origin, conversation)  # missed some: catch up from the chain
+        return
+    await check_signatures(srv, [event])
+    await check_targets(srv, [event])
+    appended = await srv.store.append_state(event, NO_DEVICE, srv.clock.now_ms())
+    srv.publish_state([appended], NO_DEVICE)
+
+
+async def _receive_to_device(srv: Server, origin: str, batch: FederatedToDevice) -> None:
+    own = srv.config.server.domain
+    if domain_of(UserId(batch.sender)) != origin:
+        raise _refused(ErrorCode.FORBIDDEN, f"{batch.sender} is not a user of {origin}")
+    if any(domain_of(UserId(m.user)) != own for m in batch.messages):
+        raise _refused(ErrorCode.BAD_REQUEST, f"{own} takes messages for {own} devices only")
+    duplicate, entries = await srv.store.send_to_devices(
+        UserId(batch.sender),
+        DeviceId(batch.sender_device),
+        batch.id,
+        [(UserId(m.user), DeviceId(m.device), m.body) for m in batch.messages],
+        srv.clock.now_ms(),
+    )
+    if not duplicate:
+        srv.publish_queue(entries)
+
+
+async def _outcome(step: object) -> EntryResult:
+    try:
+        await step  # type: ignore[misc]
+    except ProtocolError as exc:
+        if exc.retryable:
+            raise  # the whole transaction is tried again
+        return EntryResult(error=exc.code.value, message=exc.message)
+    return EntryResult()
+
+
+async def federation_send(
+    srv: Server, origin: str, body: Transaction, params: Mapping[str, str]
+) -> TransactionResult:
+    results = []
+    for entry in body.entries:
+        if isinstance(entry, FederatedMessage):
+            results.append(await _outcome(_receive_message(srv, origin, entry)))
+        else:
+            results.append(await _outcome(_receive_state(srv, origin, entry)))
+    batches = [await _outcome(_receive_to_device(srv, origin, b)) for b in body.to_device]
+    return TransactionResult(entries=results, to_device=batches)
+
+
+async def federation_get_state(
+    srv: Server, origin: str, body: None, params: Mapping[str, str]
+) -> http.StateChain:
+    conversation = ConversationId(params["conversation"])
+    if not await srv.store.engine.read(stored.has_member_of, conversation, origin):
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
+    events = await srv.store.engine.read(stored.whole_chain, conversation)
+    return http.StateChain(events=events)
+
+
+async def federation_append_state(
+    srv: Server, origin: str, body: RemoteStateEvent, params: Mapping[str, str]
+) -> http.Appended:
+    conversation = ConversationId(params["conversation"])
+    event = body.event
+    own = srv.config.server.domain
+    if event.conversation != conversation:
+        raise ProtocolError(ErrorCode.BAD_REQUEST, "the event is for another conversation")
+    if domain_of(UserId(event.sender)) != origin:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"{event.sender} is not a user of {origin}")
+    creator = await srv.store.engine.read(stored.conversation_creator, conversation)
+    if creator is None or domain_of(creator) != own:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
+    await check_signatures(srv, [event])
+    await check_targets(srv, [event])
+    seq = await srv.do_append_state(event, NO_DEVICE)
+    return http.Appended(seq=seq)
