@@ -10,6 +10,7 @@ import base64
 import hashlib
 import secrets
 import sqlite3
+from pathlib import Path
 
 import pytest
 
@@ -17,6 +18,7 @@ from taube.proto import people
 from taube.testing import ServerProcess
 from taube.testing.rawclient import HttpError
 from tests.conftest import Clients
+from tests.server.test_postgres_functional import count, on_postgres
 
 
 def new_id() -> str:
@@ -121,3 +123,37 @@ async def test_the_server_keeps_only_the_hash_of_an_id(
     assert rows == [(hashlib.sha256(invite.encode()).digest(),)]
     for file in server.data_dir.glob("taube.db*"):
         assert invite.encode() not in file.read_bytes()
+
+
+async def test_invites_presence_and_the_directory_on_postgres(
+    tmp_path: Path, postgres_url: str, clients: Clients
+) -> None:
+    """The same SQL on PostgreSQL: the invite's life, presence by setting,
+    a directory search with a literal wildcard."""
+    with ServerProcess(tmp_path / "server", env=on_postgres(postgres_url)) as server:
+        make = clients(server)
+        alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
+        invite = new_id()
+        await alice.request("POST", "/api/v1/invites", people.NewInvite(id=invite))
+        ref = people.InviteRef(id=invite)
+        assert (await bob.request("POST", "/api/v1/invites/redeem", ref))["inviter"] == alice.user
+        error = await refused(carol.request("POST", "/api/v1/invites/redeem", ref))
+        assert error.status == 410
+        stored = await count(
+            postgres_url,
+            "SELECT count(*) FROM invites WHERE id_hash = $1",
+            hashlib.sha256(invite.encode()).digest(),
+        )
+        assert stored == 1
+        await bob.direct(alice.user)
+        seen = await bob.request("GET", f"/api/v1/presence/{alice.user}")
+        assert seen == {"user": alice.user, "visible": True, "online": True}
+        assert await carol.request("GET", f"/api/v1/presence/{alice.user}") == {"user": alice.user}
+        await alice.request("PUT", "/api/v1/privacy", {"findable": True, "name": "Al_ice 100%"})
+        found = await carol.request("POST", "/api/v1/directory/search", {"query": "e 100%"})
+        assert found == {"people": [{"user": alice.user, "name": "Al_ice 100%"}]}
+        found = await carol.request("POST", "/api/v1/directory/search", {"query": "l_i"})
+        assert found == {"people": [{"user": alice.user, "name": "Al_ice 100%"}]}
+        assert await carol.request("POST", "/api/v1/directory/search", {"query": "lxi"}) == {
+            "people": []
+        }
