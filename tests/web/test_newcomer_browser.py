@@ -242,6 +242,19 @@ async def test_newcomer_from_invite_link_to_a_verified_chat(
     parts[-3] = "B" * 22
     await again.goto("/".join(parts))
     await expect(tid(again, "invite-refused-reason")).to_contain_text("may be forged")
+    await again.get_by_role("button", name="OK").click()
+    # the real link, opened by someone with an account: the chat opens
+    await again.goto(fresh)
+    await expect(tid(again, "chat-title")).to_have_text("Ana Lima")
+    # a revoked link
+    await tid(ana, "invite-someone").click()
+    await expect(tid(ana, "invite-link")).to_have_value(re.compile(r"/#/invite/"))
+    revoked = await tid(ana, "invite-link").input_value()
+    await tid(ana, "invite-revoke").click()
+    await expect(tid(ana, "invite-status")).to_contain_text("Revoked")
+    await tid(ana, "invite-done").click()
+    await stranger.goto(revoked)
+    await expect(tid(stranger, "invite-error")).to_contain_text("revoked")
 
 
 async def test_an_sdk_invite_opened_in_the_browser(
