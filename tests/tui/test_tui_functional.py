@@ -318,3 +318,62 @@ async def test_names_from_others_are_never_markup(
         assert "Save [bold]plan.txt to:" in labels
         await pilot.press("escape")
         assert app.is_running
+
+
+async def test_reply_edit_react_and_delete_from_the_keyboard(
+    shared_server: ServerProcess, sdk: Sdk, tui: RunTui
+) -> None:
+    alice, bob, chat = await chat_with_alice(sdk(shared_server), "lunch at noon?")
+    question = bob.history(chat)[0].id
+    async with tui(alice) as (app, pilot):
+        await pilot.press("enter")
+        await until(pilot, lambda: shown_texts(app) == ["lunch at noon?"])
+        app.message_list.focus()
+        await pilot.press("r")  # reply to the highlighted message
+        assert app.focused is app.compose_box
+        await type_text(pilot, "yes, at the pizzeria")
+        await pilot.press("enter")
+        await received(bob, chat, 2)
+        answer = bob.history(chat)[-1]
+        assert (answer.text, answer.reply_to) == ("yes, at the pizzeria", question)
+        await until(pilot, lambda: len(shown_texts(app)) == 2)
+        shown = str(app.message_list.query("Static").last().render())
+        assert "↪" in shown
+        assert "lunch at noon?" in shown  # what it answers, shown with it
+
+        app.message_list.focus()  # the newest (alice's answer) is highlighted
+        await pilot.press("e")
+        assert app.compose_box.text == "yes, at the pizzeria"
+        for _ in "pizzeria":
+            await pilot.press("backspace")
+        await type_text(pilot, "trattoria")
+        await pilot.press("enter")
+        async with asyncio.timeout(15):
+            while bob.history(chat)[-1].text != "yes, at the trattoria":
+                await asyncio.sleep(0.05)
+        assert bob.history(chat)[-1].edited
+
+        app.message_list.focus()
+        await pilot.press("up")  # bob's question
+        await pilot.press("plus")
+        async with asyncio.timeout(15):
+            while bob.history(chat)[0].reactions != {"👍": [alice.user]}:
+                await asyncio.sleep(0.05)
+        await pilot.press("e")  # not alice's message: nothing to edit
+        await until(pilot, lambda: any("your messages" in n for n in app.notes))
+        await pilot.press("down")
+        await pilot.press("delete")
+        await pilot.press("enter")  # yes, for everyone
+        async with asyncio.timeout(15):
+            while not bob.history(chat)[-1].deleted:
+                await asyncio.sleep(0.05)
+        await until(
+            pilot, lambda: "(deleted)" in str(app.message_list.query("Static").last().render())
+        )
+        # esc leaves a reply unsent
+        await pilot.press("up", "r")
+        await pilot.press("escape")
+        await type_text(pilot, "plain")
+        await pilot.press("enter")
+        await received(bob, chat, 3)
+        assert bob.history(chat)[-1].reply_to is None

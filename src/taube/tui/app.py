@@ -43,6 +43,7 @@ from taube.proto.ids import ConversationId, MessageId
 from taube.tui import model
 from taube.tui.screens import (
     Ask,
+    Confirm,
     HelpDialog,
     MemberChange,
     MembersDialog,
@@ -69,6 +70,7 @@ CSS = """
 #messages { height: 1fr; }
 #messages > ListItem { height: auto; padding: 0 1; }
 #compose { height: auto; min-height: 3; max-height: 8; }
+#compose-note { height: auto; display: none; color: $text-muted; padding: 0 1; }
 #keys { height: 1; background: $primary-darken-3; color: $text-muted; }
 .older { color: $text-muted; text-style: italic; }
 .dialog {
@@ -108,6 +110,9 @@ class TaubeApp(App[None]):
         #: the chats to read again at the next redraw (``None``: all)
         self._changed: set[ConversationId] | None = set()
         self._summaries: dict[ConversationId, model.ChatSummary] = {}
+        #: what Enter in the box does: answer this message, or edit it
+        self._reply_to: Message | None = None
+        self._editing: Message | None = None
         #: messages in other chats since the last redraw (rung then)
         self._news: dict[ConversationId, list[Message]] = {}
         #: the backlog that came when the app started is in
@@ -122,6 +127,7 @@ class TaubeApp(App[None]):
             with Vertical(id="chat"):
                 yield Static("no chat open: Ctrl+N starts one", id="chat-title")
                 yield MessageList(id="messages")
+                yield Static(id="compose-note")
                 yield Compose(id="compose", soft_wrap=True, show_line_numbers=False)
         yield Static(KEYS, id="keys")
 
@@ -284,13 +290,17 @@ class TaubeApp(App[None]):
         found = self.client.history(conversation, limit=self._limit + 1)
         more = len(found) > self._limit
         shown = found[-self._limit :]
-        await self.message_list.show(
-            [(m, model.message_text(self.client, m)) for m in shown], more, keep
-        )
+        by_id = {m.id: m for m in found}
+        rows = [
+            (m, model.message_text(self.client, m, by_id.get(m.reply_to) if m.reply_to else None))
+            for m in shown
+        ]
+        await self.message_list.show(rows, more, keep)
 
     async def open(self, conversation: ConversationId, at: MessageId | None = None) -> None:
         """Open a chat (at a message: loads back until it is there)."""
         self.open_chat = conversation
+        self._compose_mode(None, None)
         self._limit = PAGE
         if at is not None:
             while True:
@@ -331,9 +341,75 @@ class TaubeApp(App[None]):
         if conversation is None:
             self.say("open a chat first (Ctrl+N starts one)", severity="warning")
             return
-        await self.client.send_text(conversation, event.text)
+        editing, reply = self._editing, self._reply_to
+        if editing is not None:
+            await self.client.edit(conversation, editing.id, event.text)
+        else:
+            reply_to = reply.id if reply is not None else None
+            await self.client.send_text(conversation, event.text, reply_to=reply_to)
+        self._compose_mode(None, None)
         self.compose_box.clear()
         self.redraw(conversation)
+
+    def on_compose_cancel(self, _event: Compose.Cancel) -> None:
+        if self._editing is not None:
+            self.compose_box.clear()
+        self._compose_mode(None, None)
+
+    def _compose_mode(self, reply: Message | None, editing: Message | None) -> None:
+        """What Enter does next: a reply to ``reply``, the new text of ``editing``."""
+        self._reply_to, self._editing = reply, editing
+        note = self.query_one("#compose-note", Static)
+        shown = reply or editing
+        if shown is None:
+            note.display = False
+            return
+        what = "↪ reply to" if reply is not None else "✎ editing"
+        name = model.name_of(self.client, shown.sender)
+        note.update(Text(f"{what} {name}: {model.preview(shown)[:40]}   esc: cancel"))
+        note.display = True
+
+    def _highlighted(self, own: bool) -> Message | None:
+        """The highlighted message (``own``: only if the user wrote it)."""
+        message = self.message_list.selected_message()
+        if message is None or message.deleted or (own and message.sender != self.client.user):
+            self.say("highlight one of your messages" if own else "highlight a message first")
+            return None
+        return message
+
+    def action_reply(self) -> None:
+        message = self._highlighted(own=False)
+        if message is not None:
+            self._compose_mode(message, None)
+            self.compose_box.focus()
+
+    def action_edit(self) -> None:
+        message = self._highlighted(own=True)
+        if message is not None:
+            self._compose_mode(None, message)
+            self.compose_box.load_text(message.text)
+            self.compose_box.move_cursor(self.compose_box.document.end)
+            self.compose_box.focus()
+
+    async def action_react(self) -> None:
+        message = self._highlighted(own=False)
+        if message is not None and self.open_chat is not None:
+            await self.client.react(self.open_chat, message.id, "👍")
+            self.redraw(self.open_chat)
+
+    def action_delete(self) -> None:
+        message = self._highlighted(own=True)
+        conversation = self.open_chat
+        if message is None or conversation is None:
+            return
+
+        async def delete(yes: object) -> None:
+            assert conversation is not None
+            await self.client.delete(conversation, message.id)
+            self.redraw(conversation)
+
+        question = f"Delete for everyone? {model.preview(message)[:50]}"
+        self._ask(Confirm(question), delete)
 
     def _ask(self, screen: object, then: Callable[[object], Awaitable[None]]) -> None:
         async def done(result: object) -> None:

@@ -134,8 +134,9 @@ def size_text(size: object) -> str:
     return f"{size} B"  # pragma: no cover - the loop always returns
 
 
-def message_text(client: Client, message: Message) -> Text:
-    """A message as the chat shows it: time, sender, text, files, marks."""
+def message_text(client: Client, message: Message, replied: Message | None = None) -> Text:
+    """A message as the chat shows it: time, sender, what it answers (if
+    that is shown too), text, files, marks."""
     line = Text()
     line.append(clock(message.ts) + " ", style="dim")
     remote = message.remote
@@ -145,7 +146,9 @@ def message_text(client: Client, message: Message) -> Text:
     if message.deleted:
         line.append("(deleted)", style="dim italic")
         return line
-    if message.reply_to:
+    if replied is not None:
+        line.append(f"↪ {name_of(client, replied.sender)}: {preview(replied)[:30]} │ ", style="dim")
+    elif message.reply_to:
         line.append("↪ ", style="dim")
     line.append(message.text)
     for entry in files_of(message):

@@ -52,6 +52,24 @@ class Ask(Dialog[str]):
             self.dismiss(event.value.strip())
 
 
+class Confirm(Dialog[bool]):
+    """Yes (Enter) or no (Escape)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("enter", "yes", "yes")]
+
+    def __init__(self, question: str) -> None:
+        super().__init__()
+        self.question = question
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(Text(self.question))
+            yield Label("⏎ yes   esc no", classes="hint")
+
+    def action_yes(self) -> None:
+        self.dismiss(True)
+
+
 @dataclasses.dataclass(frozen=True)
 class NewGroup:
     name: str
@@ -180,6 +198,8 @@ Keys (they work over SSH, in tmux and at 80x24; the mouse works too)
   Ctrl+F         search all chats; Enter on a hit opens it
   Ctrl+O         send a file (a path; what you wrote is its caption)
   Ctrl+S         save the highlighted message's file (else the newest)
+  r  e  +  Del   on a highlighted message: reply, edit (yours), react 👍,
+                 delete for everyone (yours); Esc in the box cancels
   F1             this help
   Ctrl+Q         quit
 

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from rich.text import Text
 from textual import events
+from textual.binding import Binding, BindingType
 from textual.message import Message as TextualMessage
 from textual.widgets import Label, ListItem, ListView, Static, TextArea
 
@@ -85,7 +88,16 @@ class OlderItem(ListItem):
 
 
 class MessageList(ListView):
-    """One chat's messages, oldest at the top; scrolled to the newest."""
+    """One chat's messages, oldest at the top; scrolled to the newest. On
+    the highlighted message: r replies, e edits (your own), + reacts 👍,
+    Delete deletes for everyone (your own)."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("r", "app.reply", "reply"),
+        Binding("e", "app.edit", "edit"),
+        Binding("plus", "app.react", "react"),
+        Binding("delete", "app.delete", "delete"),
+    ]
 
     class Older(TextualMessage):
         """The user wants the messages before the first one shown."""
@@ -154,6 +166,9 @@ class Compose(TextArea):
             super().__init__()
             self.text = text
 
+    class Cancel(TextualMessage):
+        """Escape: not a reply or an edit any more."""
+
     async def _on_key(self, event: events.Key) -> None:
         if event.key == "enter":
             event.stop()
@@ -162,6 +177,8 @@ class Compose(TextArea):
             if text.strip():
                 self.post_message(self.Send(text))
             return
+        if event.key == "escape":
+            self.post_message(self.Cancel())
         if event.key in ("ctrl+j", "shift+enter", "newline"):
             event.stop()
             event.prevent_default()
