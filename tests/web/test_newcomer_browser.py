@@ -9,18 +9,15 @@ are counted here (``Steps``); docs/user-guide.md gives the number.
 from __future__ import annotations
 
 import asyncio
-import io
 import re
 from pathlib import Path
 
-from PIL import Image
 from playwright.async_api import Locator, Page, expect
 
 from taube.client import Client, VerificationDone
 from taube.testing import ServerProcess
 from tests.web.conftest import ARTIFACTS, PASSWORD, STEP_TIMEOUT_MS, PageFactory, SdkFactory
 from tests.web.driver import (
-    SENT,
     code_group,
     log_in,
     message,
@@ -28,6 +25,7 @@ from tests.web.driver import (
     send_text,
     tid,
 )
+from tests.web.test_interop_sdk import png, send_image
 
 #: what the steps count may be at most (the issue's aim)
 MOST_STEPS = 5
@@ -55,24 +53,10 @@ class Steps:
         self.taken.append(what)
 
 
-def png(path: Path, colour: tuple[int, int, int], size: tuple[int, int]) -> Path:
-    out = io.BytesIO()
-    Image.new("RGB", size, colour).save(out, "PNG")
-    path.write_bytes(out.getvalue())
-    return path
-
-
 async def width_of(element: Locator) -> float:
     box = await element.bounding_box()
     assert box is not None
     return box["width"]
-
-
-async def send_photo(page: Page, path: Path, caption: str) -> None:
-    await tid(page, "file-input").set_input_files(str(path))
-    await tid(page, "photo-caption").fill(caption)
-    await tid(page, "photo-send").click()
-    await expect(message(page, caption)).to_have_attribute("data-status", SENT, timeout=30_000)
 
 
 async def invite_verified(client: Client, timeout: float = 20.0) -> VerificationDone:
@@ -188,10 +172,10 @@ async def test_newcomer_from_invite_link_to_a_verified_chat(
     await send_text(ana, "Welcome, Bo!")
     await expect(message(bo, "Welcome, Bo!")).to_be_visible()
     # photos both ways: a small one at its natural size, a large one scaled down
-    await send_photo(ana, png(tmp_path / "small.png", (200, 40, 40), (120, 80)), "a small red one")
-    await send_photo(
-        bo, png(tmp_path / "large.png", (40, 40, 200), (1600, 1200)), "a large blue one"
-    )
+    png(tmp_path / "small.png", (200, 40, 40), (120, 80))
+    png(tmp_path / "large.png", (40, 40, 200), (1600, 1200))
+    await send_image(ana, tmp_path / "small.png", "a small red one")
+    await send_image(bo, tmp_path / "large.png", "a large blue one")
     small = message(bo, "a small red one").locator('[data-testid="attachment-image"]')
     await expect(small).to_have_attribute("data-loaded", "true", timeout=30_000)
     assert await width_of(small) == 120
@@ -293,9 +277,8 @@ async def test_finding_people_names_and_ways_back_in(
     code replaces the old one, and starting over keeps the address with new
     keys (the contact sees the key change)."""
     ana = await new_page(web_server)
-    await tid(ana, "signup-picture").set_input_files(
-        str(png(tmp_path / "ana.png", (220, 120, 30), (96, 96)))
-    )
+    png(tmp_path / "ana.png", (220, 120, 30), (96, 96))
+    await tid(ana, "signup-picture").set_input_files(str(tmp_path / "ana.png"))
     await sign_up_named(ana, "Ana Lima")
     bo = await new_page(web_server)
     bo_address, bo_code = await sign_up_named(bo, "Bo Berg")

@@ -7,7 +7,7 @@ import { useClient } from "./context";
 import { Dialog } from "./dialog";
 import { formatDuration, formatSize } from "./format";
 import { DownloadIcon, FileIcon, OpenIcon, PauseIcon, PlayIcon } from "./icons";
-import { MediaViewer } from "./media-viewer";
+import { MediaViewer, saveFile as download } from "./media-viewer";
 
 type UrlState = { url: string | null; error: string | null; loading: boolean };
 
@@ -75,15 +75,6 @@ export function TransferBar({ ids }: { ids: string[] }): JSX.Element | null {
   );
 }
 
-function download(url: string, name: string): void {
-  const a = document.createElement("a");
-  a.href = url;
-  a.download = name;
-  a.rel = "noopener";
-  document.body.append(a);
-  a.click();
-  a.remove();
-}
 
 export function Attachment({ entry, message }: { entry: AttachmentEntry; message: MessageView }): JSX.Element {
   switch (entry.kind) {

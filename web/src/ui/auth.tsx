@@ -116,10 +116,6 @@ function SignUpForm(): JSX.Element {
     setAddress(local ? `${local}@${domain}` : "");
   }, [name, domain]);
 
-  function typeName(value: string): void {
-    setName(value);
-  }
-
   async function submit(e: Event): Promise<void> {
     e.preventDefault();
     const addr = normalizeAddress(address);
@@ -147,20 +143,7 @@ function SignUpForm(): JSX.Element {
 
   return (
     <form class="form" onSubmit={submit} data-testid="signup-form" aria-busy={busy}>
-      <label class="field">
-        <span class="field__label">Your name</span>
-        <input
-          class="input"
-          type="text"
-          name="name"
-          autocomplete="name"
-          maxLength={80}
-          placeholder="How others see you"
-          value={name}
-          onInput={(e) => typeName(e.currentTarget.value)}
-          data-testid="signup-name"
-        />
-      </label>
+      <NameField value={name} onInput={setName} testid="signup-name" />
       <label class="field field--inline">
         <span class="link-button">{picture ? `Picture: ${picture.name}` : "Add a picture (optional)"}</span>
         <input
@@ -272,19 +255,7 @@ function LoginForm({ onStartOver }: { onStartOver: () => void }): JSX.Element {
   return (
     <form class="form" onSubmit={submit} data-testid="login-form" aria-busy={busy}>
       <AddressField value={address} onInput={setAddress} testid="login-address" />
-      <label class="field">
-        <span class="field__label">Password</span>
-        <input
-          class="input"
-          type="password"
-          name="password"
-          autocomplete="current-password"
-          required
-          value={password}
-          onInput={(e) => setPassword(e.currentTarget.value)}
-          data-testid="login-password"
-        />
-      </label>
+      <PasswordField value={password} onInput={setPassword} testid="login-password" />
       <fieldset class="segmented">
         <legend class="field__label">How do you want to bring your keys here?</legend>
         <label class="segmented__option">
@@ -400,18 +371,7 @@ function StartOverForm({ onBack }: { onBack: () => void }): JSX.Element {
         devices are signed out, and your contacts see that your keys changed.
       </p>
       <AddressField value={address} onInput={setAddress} testid="start-over-address" />
-      <label class="field">
-        <span class="field__label">Password</span>
-        <input
-          class="input"
-          type="password"
-          autocomplete="current-password"
-          required
-          value={password}
-          onInput={(e) => setPassword(e.currentTarget.value)}
-          data-testid="start-over-password"
-        />
-      </label>
+      <PasswordField value={password} onInput={setPassword} testid="start-over-password" />
       <label class="checkbox">
         <input type="checkbox" checked={understood} onChange={(e) => setUnderstood(e.currentTarget.checked)} data-testid="start-over-understood" />
         <span>I understand that my old messages are gone</span>
@@ -445,6 +405,45 @@ function AddressField(props: { value: string; onInput: (value: string) => void; 
         data-testid={props.testid}
       />
       {props.hint && <span class="field__hint">{props.hint}</span>}
+    </label>
+  );
+}
+
+/** The account's password, when it exists already. */
+function PasswordField(props: { value: string; onInput: (value: string) => void; testid: string }): JSX.Element {
+  return (
+    <label class="field">
+      <span class="field__label">Password</span>
+      <input
+        class="input"
+        type="password"
+        name="password"
+        autocomplete="current-password"
+        required
+        value={props.value}
+        onInput={(e) => props.onInput(e.currentTarget.value)}
+        data-testid={props.testid}
+      />
+    </label>
+  );
+}
+
+/** The display name (sign-up, settings). */
+export function NameField(props: { value: string; onInput: (value: string) => void; testid: string }): JSX.Element {
+  return (
+    <label class="field">
+      <span class="field__label">Your name</span>
+      <input
+        class="input"
+        type="text"
+        name="name"
+        autocomplete="name"
+        maxLength={80}
+        placeholder="How others see you"
+        value={props.value}
+        onInput={(e) => props.onInput(e.currentTarget.value)}
+        data-testid={props.testid}
+      />
     </label>
   );
 }

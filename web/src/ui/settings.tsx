@@ -3,7 +3,7 @@
 import type { JSX } from "preact";
 import { useEffect, useRef, useState } from "preact/hooks";
 import type { DeviceView, NewAccount, PrivacySettings, Settings } from "../client/model";
-import { RecoveryCode } from "./auth";
+import { NameField, RecoveryCode } from "./auth";
 import { Avatar } from "./avatar";
 import { panel, useClient } from "./context";
 import { ConfirmDialog, Dialog, FormError } from "./dialog";
@@ -117,18 +117,7 @@ function ProfileSection(): JSX.Element {
             void save(null);
           }}
         >
-          <label class="field">
-            <span class="field__label">Your name</span>
-            <input
-              class="input"
-              type="text"
-              maxLength={80}
-              placeholder="How others see you"
-              value={name}
-              onInput={(e) => setName(e.currentTarget.value)}
-              data-testid="settings-name"
-            />
-          </label>
+          <NameField value={name} onInput={setName} testid="settings-name" />
           <button type="submit" class="button button--small" disabled={busy || name.trim() === saved} data-testid="settings-name-save">
             Save
           </button>
