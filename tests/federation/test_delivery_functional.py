@@ -5,6 +5,7 @@ on any server's disk."""
 from __future__ import annotations
 
 import asyncio
+import os
 import sqlite3
 from collections.abc import Callable
 
@@ -175,3 +176,28 @@ async def test_no_plaintext_on_either_server(servers: Servers, users: UserFactor
     await bob.connect()
     await _texts(bob, chat, 20)
     assert bob.texts(chat) == [m.encode() for m in markers]
+
+
+async def test_attachments_come_through_the_recipients_own_server(
+    servers: Servers, users: UserFactory
+) -> None:
+    servers.start(["a.test", "b.test"], env={"b.test": {"TAUBE_LIMITS_MAX_BLOB_BYTES": "100000"}})
+    alice = await users(servers["a.test"], "alice")
+    bob = await users(servers["b.test"], "bob")
+    bob.auto_ack = False  # a client downloads attachments before it acknowledges
+    chat = await alice.direct(bob.address)
+    picture = seal(os.urandom(50_000))
+    blob = await alice.upload(picture)
+    await alice.send(chat, b"a picture", blobs=[blob])
+    await _texts(bob, chat, 1)
+    [message] = bob.messages(chat)
+    assert message.blobs == [blob]
+    assert await bob.download(blob) == picture  # from b.test, bob's own server
+
+    # over b.test's size limit: b refuses the entry, bob never sees it
+    huge = await alice.upload(seal(os.urandom(200_000)))
+    await alice.send(chat, b"too big", blobs=[huge])
+    await alice.send(chat, b"after it")
+    await _texts(bob, chat, 2)
+    assert bob.texts(chat) == [b"a picture", b"after it"]
+    assert "payload_too_large" in servers["a.test"].logs()

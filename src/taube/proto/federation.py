@@ -235,6 +235,14 @@ FEDERATION_ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(400, 401, 403, 409, 413, 429),
     ),
     Endpoint(
+        "federation_get_blob",
+        "GET",
+        "/blobs/{blob}",
+        "An attachment named in a conversation the origin has a member in (raw bytes)",
+        raw_response=True,
+        errors=(401, 404),
+    ),
+    Endpoint(
         "federation_get_state",
         "GET",
         "/conversations/{conversation}/state",

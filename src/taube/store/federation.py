@@ -79,6 +79,37 @@ async def has_member_of(tx: Tx, conversation: ConversationId, domain: str) -> bo
     return row is not None
 
 
+async def blob_visible_to(tx: Tx, blob: str, domain: str) -> int | None:
+    """The blob's size if a user of ``domain`` is a member of a conversation
+    whose log names it (that server may fetch it), else ``None``."""
+    row = await tx.fetchone(
+        "SELECT b.size FROM blobs b WHERE b.blob = ? AND EXISTS (SELECT 1 FROM blob_refs r"
+        " JOIN members m ON m.conversation = r.conversation"
+        " WHERE r.blob = b.blob AND m.user_id LIKE ?)",
+        blob,
+        "%@" + domain,
+    )
+    return None if row is None else int(row[0])
+
+
+async def blob_owner(tx: Tx, blob: str) -> UserId | None:
+    row = await tx.fetchone("SELECT owner FROM blobs WHERE blob = ?", blob)
+    return None if row is None else UserId(row[0])
+
+
+async def create_remote_blob(tx: Tx, blob: str, owner: UserId, size: int, now: int) -> None:
+    """The row of a blob fetched from another server (its owner is a user
+    there: no quota here; it goes with the last entry that names it)."""
+    await tx.execute(
+        "INSERT INTO blobs (blob, owner, size, created_ms) VALUES (?, ?, ?, ?)"
+        " ON CONFLICT (blob) DO NOTHING",
+        blob,
+        owner,
+        size,
+        now,
+    )
+
+
 @dataclasses.dataclass(frozen=True)
 class RemoteToDevice:
     seq: int

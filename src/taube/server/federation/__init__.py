@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import AsyncIterator
 from typing import Any, TypeVar
 
 import aiohttp
@@ -27,7 +28,7 @@ from yarl import URL
 from taube.proto.codec import encode
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.federation import FEDERATION_PREFIX, FRESHNESS_MS, FederationError
-from taube.proto.ids import DeviceId, MessageId, UserId
+from taube.proto.ids import BlobId, DeviceId, MessageId, UserId
 from taube.server.clock import Clock
 from taube.server.config import Config
 from taube.server.federation.discovery import Directory, NoServer
@@ -38,6 +39,7 @@ from taube.server.proxies import client_ip
 from taube.server.ratelimit import RateLimiter
 from taube.store import Store
 from taube.store import federation as stored
+from taube.store.blobstore import BlobStore, too_large
 from taube.store.queues import QueueEntry
 
 log = logging.getLogger(__name__)
@@ -146,6 +148,42 @@ class Federation:
             return msgspec.json.decode(content, type=response)
         except msgspec.DecodeError as exc:
             raise ProtocolError(ErrorCode.UNAVAILABLE, f"{domain} answered garbage") from exc
+
+    async def fetch_blob(
+        self, domain: str, blob: BlobId, blobs: BlobStore, limit: int, now: int
+    ) -> int:
+        """Copy an attachment from ``domain``'s server into ``blobs`` (at most
+        ``limit`` bytes: more is ``payload_too_large`` and leaves nothing)."""
+        if not self.allowed(domain):
+            raise ProtocolError(ErrorCode.FORBIDDEN, f"this server does not federate with {domain}")
+        server = await self.directory.server(domain)
+        path = f"{FEDERATION_PREFIX}/blobs/{blob}"
+        headers = signed_headers(self.keyring, self.domain, domain, "GET", path, b"", now)
+        timeout = aiohttp.ClientTimeout(
+            sock_connect=self.settings.timeout_s, sock_read=self.settings.timeout_s
+        )
+        try:
+            async with self.session.get(
+                URL(server + path, encoded=True),
+                headers=headers,
+                timeout=timeout,
+                allow_redirects=False,
+            ) as answer:
+                if answer.status != 200:
+                    content = await answer.content.read(self.settings.max_body_bytes)
+                    raise _remote_error(domain, answer.status, content)
+                if answer.content_length is not None and answer.content_length > limit:
+                    raise too_large(limit)
+
+                async def chunks() -> AsyncIterator[bytes]:
+                    async for chunk in answer.content.iter_chunked(1 << 16):
+                        yield chunk
+
+                return await blobs.receive(blob, chunks(), limit, now)
+        except (aiohttp.ClientError, OSError, TimeoutError) as exc:
+            raise ProtocolError(
+                ErrorCode.UNAVAILABLE, f"cannot fetch from {domain}: {exc}"
+            ) from exc
 
     # ----------------------------------------------------------- in
 

@@ -184,4 +184,3 @@ class Directory:
         )
         self._keys[domain] = cached
         return cached
-

@@ -22,8 +22,11 @@ fails the whole transaction (the origin retries it).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
+
+from aiohttp import web
 
 from taube.proto import frames, http
 from taube.proto.errors import ErrorCode, ProtocolError
@@ -36,14 +39,17 @@ from taube.proto.federation import (
     Transaction,
     TransactionResult,
 )
-from taube.proto.ids import ConversationId, DeviceId, UserId, domain_of
+from taube.proto.ids import BLOB_ID_PATTERN, BlobId, ConversationId, DeviceId, UserId, domain_of
 from taube.proto.signing import DOMAIN_STATE, verify
 from taube.proto.state import Member, StateEvent
 from taube.server.federation.keys import query_keys
+from taube.server.http.blobs import blob_response
 from taube.store import federation as stored
 
 if TYPE_CHECKING:
     from taube.server.context import Server
+
+_BLOB_ID = re.compile(BLOB_ID_PATTERN)
 
 #: the device recorded for state events that came from another server
 NO_DEVICE = DeviceId("")
@@ -142,10 +148,13 @@ async def _receive_message(srv: Server, origin: str, entry: FederatedMessage) ->
     conversation = ConversationId(entry.conversation)
     if await srv.store.engine.read(stored.conversation_creator, conversation) is None:
         await _replicate(srv, origin, conversation)
+    for blob in dict.fromkeys(entry.blobs):
+        await _fetch_blob(srv, origin, UserId(entry.sender), blob)
     send = frames.Send(
         conversation=entry.conversation,
         id=entry.id,
         body=entry.body,
+        blobs=list(entry.blobs),
         expire_ms=entry.expire_ms,
     )
     stored_entry = await srv.store.send_message(
@@ -154,12 +163,34 @@ async def _receive_message(srv: Server, origin: str, entry: FederatedMessage) ->
         conversation,
         entry.id,
         entry.body,
-        [],
+        list(entry.blobs),
         entry.expire_ms,
         srv.clock.now_ms(),
     )
     if not stored_entry.duplicate:
         srv.publish_message(UserId(entry.sender), DeviceId(entry.sender_device), send, stored_entry)
+
+
+async def _fetch_blob(srv: Server, origin: str, sender: UserId, blob: BlobId) -> None:
+    """Bring an attachment of a message here before the message is stored, so
+    that this server's devices download it from their own server (and the
+    origin may delete it once this server has the message)."""
+    owner = await srv.store.engine.read(stored.blob_owner, blob)
+    if owner is not None:
+        if owner != sender:  # an id of someone else's blob here: not the sender's to name
+            raise _refused(ErrorCode.NOT_FOUND, "no such blob")
+        return  # fetched before (a retried transaction)
+    federation = srv.federation
+    assert federation is not None
+    now = srv.clock.now_ms()
+    size = await federation.fetch_blob(
+        origin, blob, srv.store.blobs, srv.config.limits.max_blob_bytes, now
+    )
+    try:
+        await srv.store.engine.write(stored.create_remote_blob, blob, sender, size, now)
+    except BaseException:
+        await srv.store.blobs.delete([blob])
+        raise
 
 
 async def _receive_state(srv: Server, origin: str, entry: FederatedState) -> None:
@@ -223,6 +254,18 @@ async def federation_send(
             results.append(await _outcome(_receive_state(srv, origin, entry)))
     batches = [await _outcome(_receive_to_device(srv, origin, b)) for b in body.to_device]
     return TransactionResult(entries=results, to_device=batches)
+
+
+async def federation_get_blob(
+    srv: Server, origin: str, body: None, params: Mapping[str, str]
+) -> web.StreamResponse:
+    blob = params["blob"]
+    if not _BLOB_ID.match(blob):
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
+    size = await srv.store.engine.read(stored.blob_visible_to, blob, origin)
+    if size is None:
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
+    return await blob_response(srv.store, BlobId(blob), size)
 
 
 async def federation_get_state(

@@ -57,6 +57,8 @@ def _signed(srv: Server, endpoint: Endpoint, fn: Handler) -> Any:
         origin = await federation.authenticate(request, data)
         body = decode(data, endpoint.request) if endpoint.request is not None else None
         result = await fn(srv, origin, body, request.match_info)
+        if isinstance(result, web.StreamResponse):
+            return result
         return web.Response(
             body=encode(result), status=endpoint.status, content_type="application/json"
         )

@@ -12,6 +12,7 @@ from taube.proto import http
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.ids import BLOB_ID_PATTERN, BlobId, new_blob_id
 from taube.server.http.call import Call
+from taube.store import Store
 
 _BLOB_ID = re.compile(BLOB_ID_PATTERN)
 
@@ -54,14 +55,19 @@ async def download_blob(call: Call) -> web.StreamResponse:
     size = await store.blob_for(BlobId(blob), call.auth.user)
     if size is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
-    path = store.blobs.file(BlobId(blob))
+    return await blob_response(store, BlobId(blob), size)
+
+
+async def blob_response(store: Store, blob: BlobId, size: int) -> web.StreamResponse:
+    """The bytes of ``blob`` (access was checked), streamed."""
+    path = store.blobs.file(blob)
     if path is not None:  # a file: sent as is (sendfile, ranges)
         if not path.exists():
             raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
         return web.FileResponse(path, headers=_DOWNLOAD_HEADERS)
     # Chunks from the database, streamed as they are read. The first one is
     # read before the response starts, so a blob freed meanwhile is a 404.
-    chunks = store.blobs.chunks(BlobId(blob))
+    chunks = store.blobs.chunks(blob)
     first = await anext(chunks, None)
     if first is None:
         raise ProtocolError(ErrorCode.NOT_FOUND, "no such blob")
