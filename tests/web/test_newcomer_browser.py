@@ -21,7 +21,9 @@ from tests.web.driver import (
     code_group,
     log_in,
     message,
+    new_address,
     open_conversation,
+    received,
     send_text,
     tid,
 )
@@ -367,3 +369,26 @@ async def test_finding_people_names_and_ways_back_in(
     await expect(tid(ana, "notice").and_(ana.locator('[data-kind="key-changed"]'))).to_be_visible(
         timeout=STEP_TIMEOUT_MS
     )
+
+
+async def test_recovery_login_gets_the_history_from_an_sdk_device(
+    web_server: ServerProcess, new_page: PageFactory, sdk: SdkFactory, tmp_path: Path
+) -> None:
+    """The user's SDK device answers a browser that logged in with the
+    recovery code with its history (taube.history.request / grant)."""
+    friend = await sdk("friend")
+    async with Client(tmp_path / "erin") as erin:
+        address = new_address("erin")
+        code = await erin.register(web_server.url, address, PASSWORD)
+        await erin.sync()
+        chat = await erin.start_chat(friend.user)
+        await erin.send_text(chat, "said before the browser came")
+        await received(friend, "said before the browser came")
+        reading = asyncio.create_task(read_events(erin))
+        try:
+            page = await new_page(web_server)
+            await log_in(page, address, code, device="Erin's browser")
+            await open_conversation(page, friend.user)  # (the SDK shares no profile here)
+            await expect(message(page, "said before the browser came")).to_be_visible()
+        finally:
+            reading.cancel()

@@ -53,6 +53,7 @@ from taube.client.keys import Keys
 from taube.client.linking import Linking
 from taube.client.messages import Messages
 from taube.client.outbox import Outbox, Serves
+from taube.client.own_history import OwnHistory
 from taube.client.portals import EMAIL, Portals
 from taube.client.profile import Profile
 from taube.client.receiver import Receiver, ToDeviceHandler
@@ -132,6 +133,7 @@ class Client:
         self._connection.handler = self._receiver
         self._tasks: list[asyncio.Task[None]] = []
         self._invites = Invites(self, emit, self._conversations, self._contacts, self._background)
+        self._own_history = OwnHistory(self, self._history, self._background)
 
     # ================================================================ lifecycle
 

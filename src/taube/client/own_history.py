@@ -1,0 +1,46 @@
+"""History for the user's own device that logged in with the recovery code.
+
+A recovery login brings the identity key but no messages, so the new device
+asks the user's other devices (``taube.history.request {}``, Olm to-device);
+this device answers ``taube.history.grant {history}`` with its history, in
+the format linking uses (``taube.client.history``): encrypted and uploaded
+like an attachment, its key inside the Olm message. Only devices certified
+by the identity key this device holds are answered: whoever holds it is the
+user. The web app asks and answers; the SDK answers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from taube.crypto import VerifiedDevice
+
+if TYPE_CHECKING:
+    from taube.client.background import Background
+    from taube.client.client import Client
+    from taube.client.history import History
+
+PREFIX = "taube.history."
+REQUEST = "taube.history.request"
+GRANT = "taube.history.grant"
+
+
+class OwnHistory:
+    def __init__(self, client: Client, history: History, background: Background) -> None:
+        self._client = client
+        self._history = history
+        self._background = background
+        client.handle_to_device(PREFIX, self._on_message)
+
+    async def _on_message(
+        self, sender: VerifiedDevice, type_: str, content: dict[str, Any]
+    ) -> None:
+        client = self._client
+        if type_ != REQUEST or sender.device == client.device or not client.is_own_device(sender):
+            return
+        # not awaited here: the send's acknowledgement comes through this frame loop
+        self._background.spawn(self._grant(sender))
+
+    async def _grant(self, device: VerifiedDevice) -> None:
+        entry = await self._history.export()
+        await self._client.send_to_device(device, GRANT, {"history": entry})
