@@ -14,6 +14,7 @@ from taube.proto.ids import DeviceId, UserId, new_message_id
 from taube.proto.state import Kind, Member, Role
 from taube.testing import RawClient, ServerProcess, seal
 from taube.testing.canary import canary, scan
+from tests.conftest import second_device
 from tests.federation.conftest import Servers, UserFactory
 
 
@@ -201,3 +202,26 @@ async def test_attachments_come_through_the_recipients_own_server(
     await _texts(bob, chat, 2)
     assert bob.texts(chat) == [b"a picture", b"after it"]
     assert "payload_too_large" in servers["a.test"].logs()
+
+
+async def test_a_new_device_is_announced_to_contacts_on_other_servers(
+    servers: Servers, users: UserFactory
+) -> None:
+    servers.start(["a.test", "b.test"])
+    alice = await users(servers["a.test"], "alice")
+    bob = await users(servers["b.test"], "bob")
+    chat = await alice.direct(bob.address)
+    await _joined(bob, chat)
+    before = len(alice.queue)
+    bob2 = await second_device(servers["b.test"], bob, connect=False)
+    try:
+
+        def told() -> bool:
+            return any(
+                isinstance(q, frames.KeysChanged) and q.user == bob.address
+                for q in alice.queue[before:]
+            )
+
+        await alice.wait_for(told, 30)
+    finally:
+        await bob2.__aexit__(None, None, None)

@@ -161,6 +161,8 @@ class Transaction(Wire, kw_only=True):
 
     entries: Annotated[list[FederatedMessage | FederatedState], Meta(max_length=500)] = []
     to_device: Annotated[list[FederatedToDevice], Meta(max_length=100)] = []
+    #: users of the origin whose identity key or devices changed
+    keys_changed: Annotated[list[UserIdField], Meta(max_length=1000)] = []
 
 
 class EntryResult(Wire, kw_only=True):

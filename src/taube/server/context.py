@@ -215,10 +215,14 @@ class Server:
         self.publish_state([appended], device)
         return appended.seq
 
-    def notify_keys_changed(self, devices: list[DeviceId]) -> None:
+    def notify_keys_changed(self, devices: list[DeviceId], user: UserId | None = None) -> None:
+        """``keys.changed`` was queued for ``devices``; ``user``'s keys changed:
+        other servers sharing a conversation with them are told too."""
         self.hub.wake_queues(devices)
         if self.bus is not None and devices:
             self.bus.publish(Queued(devices=list(devices)))
+        if user is not None and devices and self.federation is not None:
+            self._spawn(self.federation.announce_keys_changed(user))
 
     async def do_remove_device(self, user: UserId, device: DeviceId) -> bool:
         found, notified = await self.store.remove_device(user, device, self.clock.now_ms())
@@ -226,7 +230,7 @@ class Server:
             if self.bus is not None:
                 self.bus.publish(DeviceRemoved(device=device))
             await self.hub.close_device(device, CLOSE_UNAUTHORIZED, "device removed")
-            self.notify_keys_changed(notified)
+            self.notify_keys_changed(notified, user)
         return found
 
     # ----------------------------------------------------------- other nodes

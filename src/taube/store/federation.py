@@ -19,7 +19,8 @@ import msgspec
 
 from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId, domain_of
 from taube.proto.state import StateEvent
-from taube.store.queues import QueueEntry, send_to_devices
+from taube.store.conversations import contacts_devices
+from taube.store.queues import QueueEntry, notify_keys_changed, send_to_devices
 from taube.store.sql import Row, Tx
 
 _event = msgspec.json.Decoder(StateEvent)
@@ -174,6 +175,30 @@ def _to_device(r: Row) -> RemoteToDevice:
         int(r[6]),
         bytes(r[7]),
     )
+
+
+async def announce_keys_changed(tx: Tx, user: UserId, now: int) -> list[str]:
+    """Queue a ``keys.changed`` about ``user`` for every server sharing a
+    conversation with them (a row without a target device); returns those domains."""
+    rows = await tx.fetchall(
+        "SELECT DISTINCT m2.user_id FROM members m1 JOIN members m2"
+        " ON m2.conversation = m1.conversation WHERE m1.user_id = ?",
+        user,
+    )
+    own = domain_of(user)
+    domains = sorted({domain_of(UserId(r[0])) for r in rows} - {own})
+    await tx.executemany(
+        "INSERT INTO federation_todevice (destination, ref, target_user, target_device,"
+        " sender, sender_device, ts, body) VALUES (?, '', '', '', ?, '', ?, ?)",
+        [(domain, user, now, b"") for domain in domains],
+    )
+    return domains
+
+
+async def keys_changed_here(tx: Tx, user: UserId, now: int) -> list[DeviceId]:
+    """Another server says ``user``'s keys changed: tell the devices here that
+    share a conversation with them."""
+    return await notify_keys_changed(tx, user, await contacts_devices(tx, user), now)
 
 
 async def fetch_to_devices(tx: Tx, domain: str, limit: int) -> list[RemoteToDevice]:

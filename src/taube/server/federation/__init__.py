@@ -272,6 +272,18 @@ class Federation:
             self.outbound.wake()
         return duplicate, entries
 
+    async def announce_keys_changed(self, user: UserId) -> None:
+        """Tell the servers sharing a conversation with ``user`` that their keys changed."""
+        try:
+            domains = await self.store.engine.write(
+                stored.announce_keys_changed, user, self.clock.now_ms()
+            )
+        except ProtocolError as exc:
+            log.warning("key change of %s not announced to other servers: %s", user, exc.message)
+            return
+        if domains:
+            self.outbound.wake()
+
     async def _prune_forever(self) -> None:
         """Forget transaction ids once their requests would be refused for age."""
         while True:

@@ -253,6 +253,12 @@ async def federation_send(
         else:
             results.append(await _outcome(_receive_state(srv, origin, entry)))
     batches = [await _outcome(_receive_to_device(srv, origin, b)) for b in body.to_device]
+    for user in dict.fromkeys(body.keys_changed):
+        if domain_of(UserId(user)) == origin:  # a server speaks for its own users only
+            devices = await srv.store.engine.write(
+                stored.keys_changed_here, UserId(user), srv.clock.now_ms()
+            )
+            srv.notify_keys_changed(devices)
     return TransactionResult(entries=results, to_device=batches)
 
 

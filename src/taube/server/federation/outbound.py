@@ -39,7 +39,7 @@ from taube.proto.federation import (
     TransactionResult,
 )
 from taube.proto.frames import ToDeviceMessage
-from taube.proto.ids import ConversationId, DeviceId, domain_of
+from taube.proto.ids import ConversationId, DeviceId, UserId, domain_of
 from taube.proto.state import StateEvent
 from taube.server.clock import Clock
 from taube.store import delivery
@@ -199,7 +199,11 @@ class Outbound:
             return False
         if entries or to_device:
             batches: dict[tuple[str, str], FederatedToDevice] = {}
+            changed: list[UserId] = []
             for row in to_device:
+                if not row.device:  # a key change, not a message
+                    changed.append(row.sender)
+                    continue
                 key = (row.sender_device, row.ref)
                 if key not in batches:
                     batches[key] = FederatedToDevice(
@@ -212,7 +216,11 @@ class Outbound:
                 domain,
                 "POST",
                 "/send",
-                Transaction(entries=entries, to_device=list(batches.values())),
+                Transaction(
+                    entries=entries,
+                    to_device=list(batches.values()),
+                    keys_changed=list(dict.fromkeys(changed)),
+                ),
                 TransactionResult,
             )
             for sent, outcome in zip(entries, result.entries, strict=False):

@@ -30,7 +30,7 @@ async def publish_identity(call: Call) -> None:
     notified = await call.srv.store.publish_identity(
         call.auth.user, identity, call.srv.clock.now_ms()
     )
-    call.srv.notify_keys_changed(notified)
+    call.srv.notify_keys_changed(notified, call.auth.user)
 
 
 def _check_one_time_key(call: Call, key: OneTimeKey, ed25519: str, *, fallback: bool) -> None:
@@ -71,7 +71,7 @@ async def upload_keys(call: Call) -> http.KeyCount:
         body.fallback_key,
         srv.clock.now_ms(),
     )
-    srv.notify_keys_changed(notified)
+    srv.notify_keys_changed(notified, user)
     return http.KeyCount(one_time_keys=count, fallback_key=fallback)
 
 
