@@ -528,6 +528,10 @@ def add_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
 
     add_mail_commands(sub)
 
+    from taube.cli.call import add_call_commands
+
+    add_call_commands(sub)
+
 
 async def run(args: argparse.Namespace) -> int:
     async with Client(args.profile, passphrase=os.environ.get("TAUBE_PASSPHRASE")) as client:

@@ -28,6 +28,7 @@ owning its state (``docs/design.md`` has the map):
     archive        the whole history as one encrypted file, to move it
     linking        linking a new device (history: its history transfer)
     verification   safety numbers and emoji verification
+    calls          voice and video calls (signalling; media with aiortc)
 """
 
 from __future__ import annotations
@@ -37,12 +38,14 @@ import contextlib
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from taube.client import attachments, linking
 from taube.client import events as ev
 from taube.client.archive import Archive, Progress
 from taube.client.background import Background
+from taube.client.calls import Call, Calls
+from taube.client.calls import signalling as call_signalling
 from taube.client.carrier import Carrier, TaubeCarrier
 from taube.client.connection import Connection
 from taube.client.contacts import Contacts
@@ -71,6 +74,9 @@ from taube.proto.ids import (
     parse_address,
 )
 from taube.proto.state import ConversationState, Kind, Role
+
+if TYPE_CHECKING:
+    from taube.client.calls.media import Media
 
 
 def now_ms() -> int:
@@ -117,6 +123,10 @@ class Client:
         self._verification = Verification(
             self._session, self._carrier, self._background, emit, self._outbox.wake
         )
+        self._calls = Calls(
+            self._session, self._carrier, self._conversations, self._background, emit
+        )
+        self._calls.sender = self._outbox
         self._receiver = Receiver(
             self._session,
             self._conversations,
@@ -131,6 +141,7 @@ class Client:
             delivery_receipts=delivery_receipts,
         )
         self._connection.handler = self._receiver
+        self.handle_to_device(call_signalling.PREFIX, self._calls.on_message)
         self._tasks: list[asyncio.Task[None]] = []
         self._invites = Invites(self, emit, self._conversations, self._contacts, self._background)
         self._own_history = OwnHistory(self, self._history, self._background)
@@ -467,6 +478,8 @@ class Client:
             ]
 
     async def disconnect(self) -> None:
+        if self._connection.started:
+            await self._calls.close()
         await self._connection.stop()
         for task in self._tasks:
             task.cancel()
@@ -542,6 +555,43 @@ class Client:
         if progress is None:
             return await self._archive.import_(path, code)
         return await self._archive.import_(path, code, progress)
+
+    # ================================================================ calls
+
+    async def call(
+        self, target: ConversationId | str, media: Media | None = None, *, video: bool = False
+    ) -> Call:
+        """Ring every device of the other person (``target``: a direct chat, or
+        their address); ``media``: what to send (a tone by default). Events
+        follow: ``CallChanged`` (connecting, connected, ended)."""
+        from taube.client.calls.media import Media  # aiortc is optional
+
+        conversation = await self.start_chat(target) if "@" in target else ConversationId(target)
+        return await self._calls.place(conversation, media or Media.tone(video), video=video)
+
+    async def answer_call(self, call: str, media: Media | None = None) -> Call:
+        """Answer an ``IncomingCall`` (the caller's other rung devices stop)."""
+        from taube.client.calls.media import Media  # aiortc is optional
+
+        ringing = self._calls.get(call)
+        return await self._calls.answer(call, media or Media.tone(ringing.video))
+
+    async def reject_call(self, call: str) -> None:
+        await self._calls.reject(call)
+
+    async def hang_up(self, call: str) -> None:
+        await self._calls.hang_up(call)
+
+    def get_call(self, call: str) -> Call:
+        return self._calls.get(call)
+
+    @property
+    def calls(self) -> Calls:
+        return self._calls
+
+    async def turn_credentials(self) -> http.TurnCredentials:
+        """Time-limited TURN credentials from the server (for WebRTC's iceServers)."""
+        return await self._calls.turn()
 
     # ================================================================ verification
 

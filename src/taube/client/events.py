@@ -20,6 +20,8 @@ AVATAR = "avatar"
 PORTAL = "portal"
 #: a connector says how it sent one of the user's messages on (see ``Relayed``)
 RELAY = "relay"
+#: a call's outcome in the chat ("missed call", "call, 3 min"), sent by the caller
+CALL = "call"
 #: types that change another message (or a contact) instead of showing one
 ANNOTATIONS = frozenset(
     {REACTION, EDIT, DELETE, RECEIPT, PROFILE, STATE_KEY, AVATAR, PORTAL, RELAY}
@@ -236,6 +238,29 @@ class MissingMessages:
     before: MessageId
 
 
+@dataclasses.dataclass(frozen=True)
+class IncomingCall:
+    """Ring: ``answer_call(call)`` or ``reject_call(call)``; a ``CallChanged``
+    to ``ended`` stops the ringing (answered elsewhere, the caller hung up)."""
+
+    call: str
+    conversation: ConversationId
+    caller: UserId
+    caller_device: DeviceId
+    video: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class CallChanged:
+    """A call on this device changed state (``taube.client.calls.CallState``);
+    ``reason`` says why it ended."""
+
+    call: str
+    conversation: ConversationId
+    state: str
+    reason: str = ""
+
+
 Event = (
     Received
     | MembershipChanged
@@ -246,6 +271,8 @@ Event = (
     | VerificationRequest
     | VerificationEmoji
     | VerificationDone
+    | IncomingCall
+    | CallChanged
 )
 
 #: any event type, for helpers that wait for one kind

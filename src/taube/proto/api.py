@@ -264,6 +264,13 @@ ENDPOINTS: tuple[Endpoint, ...] = (
         response=people.DirectoryResults,
         errors=(429,),
     ),
+    Endpoint(
+        "turn_credentials",
+        "GET",
+        "/turn",
+        "Time-limited TURN credentials for calls",
+        response=http.TurnCredentials,
+    ),
 )
 
 BY_NAME = {endpoint.name: endpoint for endpoint in ENDPOINTS}

@@ -152,3 +152,14 @@ class KeyBackup(Wire, kw_only=True):
 class BlobCreated(Wire, kw_only=True):
     blob: BlobIdField
     size: int
+
+
+class TurnCredentials(Wire, kw_only=True):
+    """Time-limited TURN credentials for this device's calls (coturn's
+    shared-secret REST scheme); ``urls`` is empty when the server has no TURN."""
+
+    urls: list[str]
+    username: str = ""
+    credential: str = ""
+    #: when they stop working (milliseconds since the epoch)
+    expires_ms: int = 0

@@ -46,7 +46,7 @@ BUS_START_TIMEOUT = 5.0
 #: kernel caps it at net.core.somaxconn (4096 on current Linux).
 LISTEN_BACKLOG = 4096
 
-HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta", "people")
+HANDLER_MODULES = ("accounts", "keys", "conversations", "blobs", "meta", "turn", "people")
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": (

@@ -179,6 +179,27 @@ class LogSection(Section):
     format: Literal["json", "text"] = "json"
 
 
+class TurnSection(Section):
+    #: the TURN server(s) clients relay calls through, as WebRTC names them
+    #: (``turn:turn.example.org:3478?transport=udp``); empty: no TURN (calls
+    #: then connect only where the devices reach each other directly)
+    urls: list[str] = []
+    #: coturn's ``static-auth-secret`` (``use-auth-secret``): credentials are
+    #: derived from it and expire after ``ttl_s``
+    secret: str = ""
+    #: how long handed-out credentials stay valid
+    ttl_s: float = 12 * 3600.0
+
+    def __post_init__(self) -> None:
+        for url in self.urls:
+            if not url.startswith(("turn:", "turns:", "stun:")):
+                raise ValueError(f"turn.urls: not a turn:, turns: or stun: URL: {url!r}")
+        if self.urls and not self.secret:
+            raise ValueError("turn.secret must be set when turn.urls is")
+        if self.ttl_s <= 0:
+            raise ValueError("turn.ttl_s must be positive")
+
+
 class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     server: ServerSection = msgspec.field(default_factory=ServerSection)
     storage: StorageSection = msgspec.field(default_factory=StorageSection)
@@ -188,6 +209,7 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
     retention: RetentionSection = msgspec.field(default_factory=RetentionSection)
     federation: FederationSection = msgspec.field(default_factory=FederationSection)
     log: LogSection = msgspec.field(default_factory=LogSection)
+    turn: TurnSection = msgspec.field(default_factory=TurnSection)
 
     @property
     def data_dir(self) -> Path:
@@ -211,6 +233,8 @@ class Config(msgspec.Struct, forbid_unknown_fields=True, kw_only=True):
         data: dict[str, Any] = msgspec.to_builtins(self)
         data["storage"]["database"] = masked_url(self.storage.database)
         data["bus"]["url"] = masked_url(self.bus.url)
+        if self.turn.secret:
+            data["turn"]["secret"] = "****"  # noqa: S105 - the mask, not a secret
         return data
 
     @property
