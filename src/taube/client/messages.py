@@ -231,14 +231,16 @@ class Messages:
             elif row.type == ev.DELETE:
                 shown[message.id] = dataclasses.replace(message, text="", deleted=True, content={})
             elif row.type == ev.REACTION:
-                # the same reaction again from the same user takes it back
+                # the same reaction again from the same user takes it back;
+                # one a connector brought in is the remote person's
+                who = UserId(row.remote.sender) if row.remote is not None else row.sender
                 users = message.reactions.setdefault(str(row.content.get("key")), [])
-                if row.sender in users:
-                    users.remove(row.sender)
+                if who in users:
+                    users.remove(who)
                     if not users:
                         del message.reactions[str(row.content.get("key"))]
                 else:
-                    users.append(row.sender)
+                    users.append(who)
         return [shown[i] for i in order][-limit:]
 
     def search_hits(

@@ -186,3 +186,58 @@ async def test_a_delta_chat_group_appears_as_a_conversation(
     await mail_user.phone.send_text(message.conversation, "Ich bin dabei")
     snapshot = await next_text(core, dora)
     assert (snapshot["text"], snapshot["chat_id"]) == ("Ich bin dabei", dc_group.id)
+
+
+async def test_edits_reactions_and_deletes_both_ways_with_delta_chat(
+    server: ServerProcess, mail: MailServer, core: DeltaChatCore, mail_user: MailUser
+) -> None:
+    """Delta Chat's Chat-Edit, Chat-Delete and reaction mails (checked against
+    2.65) become taube's edit, delete and reaction annotations, and back."""
+    phone = mail_user.phone
+    dora = await delta_chat_user(core, mail, mail_user)
+    contact = await core.call(dora.get_contact_by_addr, mail_user.mailbox.addr)
+    assert contact is not None
+    chat = await core.call(contact.create_chat)
+    eins = await core.call(chat.send_text, "eins")
+    [first] = await received(phone, 1, timeout=60)
+    conversation = first.conversation
+    zwei_id = await phone.send_text(conversation, "zwei")
+    zwei = dora.get_message_by_id(int(str((await next_text(core, dora))["id"])))
+
+    def shown(message_id: str) -> ev.Message:
+        return next(m for m in phone.history(conversation) if m.id == message_id)
+
+    # Delta Chat → taube: a reaction, an edit, a delete for everyone
+    await core.call(zwei.send_reaction, "👍")
+    await wait_for(lambda: shown(zwei_id).reactions == {"👍": ["dora@example.net"]}, 60)
+    await core.call(core.rpc.send_edit_request, dora.id, eins.id, "eins, bearbeitet")
+    await wait_for(lambda: shown(first.id).text == "eins, bearbeitet", 60)
+    assert shown(first.id).edited
+    await core.call(core.rpc.delete_messages_for_all, dora.id, [eins.id])
+    await wait_for(lambda: shown(first.id).deleted, 60)
+    await core.call(zwei.send_reaction)  # taken back
+    await wait_for(lambda: shown(zwei_id).reactions == {}, 60)
+
+    # taube → Delta Chat
+    drei = await core.call(chat.send_text, "drei")
+    [third] = await received(phone, 1, timeout=60)
+    await phone.react(conversation, third.id, "❤️")
+    async with asyncio.timeout(60):
+        while not (reactions := await core.call(drei.get_reactions)):
+            await asyncio.sleep(0.2)
+    assert "❤️" in str(reactions)
+    await phone.edit(conversation, zwei_id, "zwei, bearbeitet")
+    async with asyncio.timeout(60):
+        while (await core.call(zwei.get_snapshot)).text != "zwei, bearbeitet":
+            await asyncio.sleep(0.2)
+    await phone.delete(conversation, zwei_id)
+    async with asyncio.timeout(60):
+        while await core.call(zwei.exists):
+            await asyncio.sleep(0.2)
+
+    # nothing twice, nothing in the clear on the taube server
+    texts = [m.text for m in phone.history(conversation) if m.type == ev.TEXT and not m.deleted]
+    assert texts == ["drei"]
+    assert [m.id for m in phone.history(conversation)].count(third.id) == 1
+    needles = [b"bearbeitet", b"drei"]
+    assert scan([server.data_dir, server.log_path], needles) == []

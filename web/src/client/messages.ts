@@ -206,8 +206,10 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
       } else if (row.type === MESSAGE_TYPE.reaction) {
         const key = String(row.content.key ?? "");
         const users = target.reactions[key] ?? [];
+        // a reaction the connector brought in is the remote person's
+        const who = remoteAuthor(row, me, connector)?.sender ?? row.sender;
         // a second identical reaction by the same user takes it back
-        target.reactions[key] = users.includes(row.sender) ? users.filter((u) => u !== row.sender) : [...users, row.sender];
+        target.reactions[key] = users.includes(who) ? users.filter((u) => u !== who) : [...users, who];
         if (target.reactions[key]!.length === 0) delete target.reactions[key];
       }
     }

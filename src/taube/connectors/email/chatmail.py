@@ -82,6 +82,46 @@ class ChatMail:
         return self.chat_version is not None
 
 
+#: Delta Chat puts this before an edited text (after a quote of the old one)
+EDITED_PREFIX = "\u270f\ufe0f"
+#: the text of a Delta Chat delete-for-everyone mail
+DELETED_TEXT = "\U0001f6ae"
+
+
+@dataclasses.dataclass(frozen=True)
+class Change:
+    """A mail that changes earlier messages, as Delta Chat sends them:
+    ``Chat-Edit`` (the new text), ``Chat-Delete`` (deleted for everyone) or a
+    reaction (``Content-Disposition: reaction``, the sender's whole set of
+    reactions, space-separated; empty: none left)."""
+
+    kind: str  #: edit, delete or reaction
+    targets: tuple[str, ...]  #: their Message-IDs
+    text: str = ""
+
+
+def change_of(mail: ChatMail) -> Change | None:
+    """What ``mail`` changes (None: it is a message of its own)."""
+    edit = mail.headers.get("Chat-Edit")
+    if edit is not None:
+        return Change("edit", (strip_brackets(str(edit)),), edited_text(mail.text))
+    deleted = mail.headers.get("Chat-Delete")
+    if deleted is not None:
+        return Change("delete", tuple(strip_brackets(t) for t in str(deleted).split()))
+    disposition = str(mail.headers.get("Content-Disposition") or "")
+    if disposition.split(";", maxsplit=1)[0].strip().lower() == "reaction" and mail.in_reply_to:
+        return Change("reaction", (mail.in_reply_to,), " ".join(mail.text.split()))
+    return None
+
+
+def edited_text(text: str) -> str:
+    """The new text of an edit: without the quote of the old one and the pencil."""
+    lines = text.replace("\r\n", "\n").split("\n")
+    while lines and (lines[0].startswith(">") or not lines[0].strip()):
+        lines.pop(0)
+    return "\n".join(lines).strip().removeprefix(EDITED_PREFIX).strip()
+
+
 def strip_brackets(value: str) -> str:
     return value.strip().removeprefix("<").removesuffix(">").strip()
 
@@ -117,6 +157,8 @@ class OutgoingMail:
     #: extra headers (Secure-Join's)
     extra: list[tuple[str, str]] = dataclasses.field(default_factory=list)
     subject: str = ""
+    #: the text part's Content-Disposition (Delta Chat's reactions: ``reaction``)
+    disposition: str | None = None
 
 
 def build(mail: OutgoingMail) -> EmailMessage:
@@ -150,7 +192,7 @@ def build(mail: OutgoingMail) -> EmailMessage:
         msg["Autocrypt-Gossip"] = value
     for name, value in mail.extra:
         msg[name] = value
-    msg.set_content(mail.text or "", subtype="plain", charset="utf-8")
+    msg.set_content(mail.text or "", subtype="plain", charset="utf-8", disposition=mail.disposition)
     for attachment in mail.attachments:
         maintype, _, subtype = attachment.content_type.partition("/")
         msg.add_attachment(

@@ -24,6 +24,7 @@ import dataclasses
 import json
 import logging
 import mimetypes
+import secrets
 import tempfile
 import time
 from collections.abc import Callable
@@ -67,6 +68,10 @@ KEY_SECRET = "connector:email:key"  # noqa: S105 - the name, not a secret
 RELAY_GRACE_MS = 24 * 3600 * 1000
 #: how often the portals are looked through even when nothing woke the relay
 RELAY_INTERVAL = 5.0
+
+
+def new_message_local() -> str:
+    return secrets.token_urlsafe(18)
 
 
 def now_ms() -> int:
@@ -287,16 +292,14 @@ class EmailConnector:
         if handshake is not None:
             return self._handshake_done(handshake)
         self._learn_keys(mail)
+        change = chatmail.change_of(mail)
+        if change is not None:
+            return await self._bring_in_change(mail, change)
         conversation = await self._portal_for(mail)
         if conversation is None:
             return None
         msg_id = self.state.message_id_for(NETWORK, mail.message_id)
-        remote = {
-            "network": NETWORK,
-            "sender": mail.from_addr,
-            "name": mail.from_name,
-            "encrypted": mail.encrypted and mail.signer is not None,
-        }
+        remote = self._remote(mail)
         if mail.read_receipt_for:
             read = [
                 m
@@ -320,6 +323,62 @@ class EmailConnector:
                 self.state.put(f"mdn:{msg_id}", mail.message_id)
         self._count(brought_in=1)
         return BroughtIn(mail.message_id, conversation, msg_id)
+
+    def _remote(self, mail: chatmail.ChatMail) -> dict[str, Any]:
+        return {
+            "network": NETWORK,
+            "sender": mail.from_addr,
+            "name": mail.from_name,
+            "encrypted": mail.encrypted and mail.signer is not None,
+        }
+
+    async def _bring_in_change(
+        self, mail: chatmail.ChatMail, change: chatmail.Change
+    ) -> BroughtIn | None:
+        """An edit, a delete or reactions from the other side, as taube's
+        annotations of the messages they name. Only their author edits or
+        deletes a message; a reaction mail carries the sender's whole set, so
+        what changed since their last one is sent (taube's reactions toggle)."""
+        conversation = self._conversation_of(mail)
+        if conversation is None:
+            return None  # no chat of ours: left alone
+        msg_id = self.state.message_id_for(NETWORK, mail.message_id)
+        done = BroughtIn(mail.message_id, conversation, msg_id)
+        remote = self._remote(mail)
+        targets = [t for t in (self.state.message_id_of(NETWORK, m) for m in change.targets) if t]
+        if change.kind == "reaction":
+            for target in targets[:1]:
+                slot = f"reactions:{target}:{mail.from_addr}"
+                before = set(json.loads(self.state.get(slot) or "[]"))
+                now = set(change.text.split())
+                for key in sorted(before ^ now):
+                    content = {"target": target, "key": key, "remote": remote}
+                    toggle = self.state.message_id_for(NETWORK, f"{mail.message_id}#{key}")
+                    await self.client.send(conversation, ev.REACTION, content, msg_id=toggle)
+                self.state.put(slot, json.dumps(sorted(now)))
+            return done
+        authored = {
+            m.id
+            for m in self.client.history(conversation, limit=1000)
+            if m.remote is not None and m.remote.sender == mail.from_addr
+        }
+        mine = [t for t in targets if t in authored]
+        for index, target in enumerate(mine):
+            one = (
+                msg_id
+                if index == 0
+                else self.state.message_id_for(NETWORK, f"{mail.message_id}#{target}")
+            )
+            if change.kind == "edit":
+                content = {"target": target, "body": change.text, "remote": remote}
+                await self.client.send(conversation, ev.EDIT, content, msg_id=one)
+            else:
+                await self.client.send(
+                    conversation, ev.DELETE, {"target": target, "remote": remote}, msg_id=one
+                )
+        if len(mine) < len(targets):
+            log.warning("mail %s changes messages its sender did not write", mail.message_id)
+        return done
 
     def _handshake_done(self, handshake: Handshake) -> BroughtIn:
         """A handshake mail is handled (moved away) like a chat mail, but no
@@ -443,6 +502,7 @@ class EmailConnector:
             for message in client.history(conversation, limit=1000):
                 if message.remote is not None and client.user in message.read_by:
                     await self._send_receipt(message)
+                await self._send_changes(conversation, portal, message)
                 if (
                     message.remote is not None
                     or message.type != ev.TEXT
@@ -514,6 +574,70 @@ class EmailConnector:
             self.state.put(f"announced:{conversation}", json.dumps(sorted(peers)))
         await self.client.send(conversation, ev.RELAY, relay)
         self._count(relayed=1)
+
+    async def _send_changes(
+        self, conversation: ConversationId, portal: ev.Portal, message: ev.Message
+    ) -> None:
+        """The user's edits, deletes and reactions of a message that went by
+        mail, as Delta Chat sends them (encrypted only: to the peers whose key
+        is known; a plain-mail contact's client would show them as mails)."""
+        remote_id = self.state.remote_id_of(NETWORK, message.id)
+        if remote_id is None:
+            return
+        own = self.state.relayed(message.id) and message.sender == self.client.user
+        if own and message.deleted and not self.state.get(f"deleted-sent:{message.id}"):
+            await self._send_change(
+                conversation, portal, chatmail.DELETED_TEXT, [("Chat-Delete", f"<{remote_id}>")]
+            )
+            self.state.put(f"deleted-sent:{message.id}", "1")
+            return
+        if own and message.edited and not message.deleted:
+            sent = self.state.get(f"edit-sent:{message.id}")
+            if sent != message.text:
+                text = f"{chatmail.EDITED_PREFIX}{message.text}"
+                await self._send_change(
+                    conversation, portal, text, [("Chat-Edit", f"<{remote_id}>")], reply=remote_id
+                )
+                self.state.put(f"edit-sent:{message.id}", message.text)
+        mine = sorted(k for k, users in message.reactions.items() if self.client.user in users)
+        if json.dumps(mine) != (self.state.get(f"reacted:{message.id}") or "[]"):
+            await self._send_change(
+                conversation, portal, " ".join(mine), [], reply=remote_id, disposition="reaction"
+            )
+            self.state.put(f"reacted:{message.id}", json.dumps(mine))
+
+    async def _send_change(
+        self,
+        conversation: ConversationId,
+        portal: ev.Portal,
+        text: str,
+        extra: list[tuple[str, str]],
+        *,
+        reply: str | None = None,
+        disposition: str | None = None,
+    ) -> None:
+        own = self.account.address
+        peers = [p for p in portal.peers if p.lower() != own.lower()]
+        keys = {p: k for p in peers if (k := self._key_for(p)) is not None}
+        if not keys:
+            return
+        group = portal.chat.removeprefix("group:") if portal.chat.startswith("group:") else None
+        mail = chatmail.OutgoingMail(
+            message_id=f"{new_message_local()}@{own.partition('@')[2]}",
+            from_addr=own,
+            from_name=self.account.display_name or (self._own_name() or ""),
+            recipients=list(keys),
+            date=datetime.now(UTC),
+            text=text,
+            group_id=group,
+            group_name=(self.client.title(conversation) or portal.title) if group else None,
+            in_reply_to=reply,
+            autocrypt=self.autocrypt_header,
+            extra=extra,
+            disposition=disposition,
+        )
+        encrypted = chatmail.encrypt(chatmail.build(mail), keys.values(), self.key, mail.date)
+        await self.outgoing.send(encrypted, list(keys))
 
     async def _send_receipt(self, message: ev.Message) -> None:
         """The user read a mail that asked for a receipt: send it (once, and
