@@ -29,6 +29,7 @@ WORKLOADS = {
     "scaleout": "one node against two on PostgreSQL + Redis, and the cost of the Redis hop",
     "mail": "chat over e-mail: mails in through the connector, send latency beside Delta Chat",
     "search": "searching 100,000 messages on one device (SDK, SQLite FTS5): p50/p99 per query",
+    "federation": "1:1 delivery across two federated servers, side by side with one server",
 }
 
 #: ``all`` runs these unless told otherwise (``scaleout`` needs PostgreSQL and Redis,

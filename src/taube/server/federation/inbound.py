@@ -22,6 +22,7 @@ fails the whole transaction (the origin retries it).
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import Mapping
 from typing import TYPE_CHECKING
@@ -45,6 +46,7 @@ from taube.proto.state import Member, StateEvent
 from taube.server.federation.keys import query_keys
 from taube.server.http.blobs import blob_response
 from taube.store import federation as stored
+from taube.store.delivery import Stored
 
 if TYPE_CHECKING:
     from taube.server.context import Server
@@ -142,22 +144,22 @@ async def _depth(srv: Server, conversation: ConversationId) -> int:
     return await srv.store.engine.read(stored.conversation_depth, conversation)
 
 
-async def _receive_message(srv: Server, origin: str, entry: FederatedMessage) -> None:
+async def _queue_message(
+    srv: Server, origin: str, entry: FederatedMessage, known: set[ConversationId]
+) -> asyncio.Future[Stored]:
+    """Check a message and hand it to the store; the future resolves once it
+    is durable. Messages of one transaction are queued back to back, so they
+    share a group commit (one fsync), in order."""
     if domain_of(UserId(entry.sender)) != origin:
         raise _refused(ErrorCode.FORBIDDEN, f"{entry.sender} is not a user of {origin}")
     conversation = ConversationId(entry.conversation)
-    if await srv.store.engine.read(stored.conversation_creator, conversation) is None:
-        await _replicate(srv, origin, conversation)
+    if conversation not in known:
+        if await srv.store.engine.read(stored.conversation_creator, conversation) is None:
+            await _replicate(srv, origin, conversation)
+        known.add(conversation)
     for blob in dict.fromkeys(entry.blobs):
         await _fetch_blob(srv, origin, UserId(entry.sender), blob)
-    send = frames.Send(
-        conversation=entry.conversation,
-        id=entry.id,
-        body=entry.body,
-        blobs=list(entry.blobs),
-        expire_ms=entry.expire_ms,
-    )
-    stored_entry = await srv.store.send_message(
+    return srv.store.send_message(
         UserId(entry.sender),
         DeviceId(entry.sender_device),
         conversation,
@@ -167,8 +169,21 @@ async def _receive_message(srv: Server, origin: str, entry: FederatedMessage) ->
         entry.expire_ms,
         srv.clock.now_ms(),
     )
-    if not stored_entry.duplicate:
-        srv.publish_message(UserId(entry.sender), DeviceId(entry.sender_device), send, stored_entry)
+
+
+async def _publish_message(
+    srv: Server, entry: FederatedMessage, future: asyncio.Future[Stored]
+) -> None:
+    result = await future
+    if not result.duplicate:
+        send = frames.Send(
+            conversation=entry.conversation,
+            id=entry.id,
+            body=entry.body,
+            blobs=list(entry.blobs),
+            expire_ms=entry.expire_ms,
+        )
+        srv.publish_message(UserId(entry.sender), DeviceId(entry.sender_device), send, result)
 
 
 async def _fetch_blob(srv: Server, origin: str, sender: UserId, blob: BlobId) -> None:
@@ -246,12 +261,32 @@ async def _outcome(step: object) -> EntryResult:
 async def federation_send(
     srv: Server, origin: str, body: Transaction, params: Mapping[str, str]
 ) -> TransactionResult:
-    results = []
-    for entry in body.entries:
-        if isinstance(entry, FederatedMessage):
-            results.append(await _outcome(_receive_message(srv, origin, entry)))
-        else:
-            results.append(await _outcome(_receive_state(srv, origin, entry)))
+    results: list[EntryResult] = [EntryResult() for _ in body.entries]
+    waiting: list[tuple[int, FederatedMessage, asyncio.Future[Stored]]] = []
+    known: set[ConversationId] = set()
+
+    async def settle() -> None:
+        try:
+            for index, message, future in waiting:
+                results[index] = await _outcome(_publish_message(srv, message, future))
+        finally:  # a retryable failure: let the rest finish before the whole is retried
+            await asyncio.gather(*(f for _, _, f in waiting), return_exceptions=True)
+            waiting.clear()
+
+    try:
+        for index, entry in enumerate(body.entries):
+            if isinstance(entry, FederatedMessage):
+                try:
+                    waiting.append((index, entry, await _queue_message(srv, origin, entry, known)))
+                except ProtocolError as exc:
+                    if exc.retryable:
+                        raise
+                    results[index] = EntryResult(error=exc.code.value, message=exc.message)
+            else:
+                await settle()
+                results[index] = await _outcome(_receive_state(srv, origin, entry))
+    finally:
+        await settle()
     batches = [await _outcome(_receive_to_device(srv, origin, b)) for b in body.to_device]
     for user in dict.fromkeys(body.keys_changed):
         if domain_of(UserId(user)) == origin:  # a server speaks for its own users only
