@@ -89,23 +89,25 @@ export function MediaViewer({ start, onClose }: { start: AttachmentEntry; onClos
           )}
         </div>
         <div class="viewer__bar">
-          <button type="button" class="icon-button" aria-label="Previous photo" disabled={index <= 0} onClick={() => go(-1)} data-testid="viewer-prev">
-            <BackIcon />
-          </button>
-          <span class="muted" data-testid="viewer-position">
-            {photos.length > 0 ? `${index + 1} of ${photos.length}` : ""} · {formatSize(entry.size)}
-            {entry.width && entry.height ? ` · ${entry.width}×${entry.height}` : ""}
+          <span class="viewer__nav">
+            <button type="button" class="icon-button" aria-label="Previous photo" disabled={index <= 0} onClick={() => go(-1)} data-testid="viewer-prev">
+              <BackIcon />
+            </button>
+            <span class="muted" data-testid="viewer-position">
+              {photos.length > 0 ? `${index + 1} of ${photos.length}` : ""} · {formatSize(entry.size)}
+              {entry.width && entry.height ? ` · ${entry.width}×${entry.height}` : ""}
+            </span>
+            <button
+              type="button"
+              class="icon-button viewer__next"
+              aria-label="Next photo"
+              disabled={index >= photos.length - 1}
+              onClick={() => go(1)}
+              data-testid="viewer-next"
+            >
+              <BackIcon />
+            </button>
           </span>
-          <button
-            type="button"
-            class="icon-button viewer__next"
-            aria-label="Next photo"
-            disabled={index >= photos.length - 1}
-            onClick={() => go(1)}
-            data-testid="viewer-next"
-          >
-            <BackIcon />
-          </button>
           <span class="viewer__zoom">
             <button type="button" class="button button--ghost button--small" aria-label="Zoom out" disabled={zoom === 0} onClick={() => setZoom(zoom - 1)} data-testid="viewer-zoom-out">
               −
@@ -121,10 +123,10 @@ export function MediaViewer({ start, onClose }: { start: AttachmentEntry; onClos
             >
               +
             </button>
+            <button type="button" class="button button--ghost button--small" disabled={!url} onClick={() => url && saveFile(url, entry.name)} data-testid="viewer-save">
+              <DownloadIcon size={18} /> Save
+            </button>
           </span>
-          <button type="button" class="button button--ghost button--small" disabled={!url} onClick={() => url && saveFile(url, entry.name)} data-testid="viewer-save">
-            <DownloadIcon size={18} /> Save
-          </button>
         </div>
       </div>
     </Dialog>

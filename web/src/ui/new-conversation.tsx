@@ -150,7 +150,7 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
                   }}
                 >
                   <span class="suggestion__title">{s.title}</span>
-                  <span class="suggestion__detail">{s.detail}</span>
+                  {s.detail !== s.title && <span class="suggestion__detail">{s.detail}</span>}
                 </button>
               </li>
             ))}
