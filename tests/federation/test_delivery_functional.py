@@ -225,3 +225,21 @@ async def test_a_new_device_is_announced_to_contacts_on_other_servers(
         await alice.wait_for(told, 30)
     finally:
         await bob2.__aexit__(None, None, None)
+
+
+async def test_a_chat_between_postgresql_and_sqlite_servers(
+    servers: Servers, users: UserFactory, postgres_url: str
+) -> None:
+    """The federation tables and jobs on both engines: a.test on PostgreSQL."""
+    servers.start(["a.test", "b.test"], env={"a.test": {"TAUBE_STORAGE_DATABASE": postgres_url}})
+    alice = await users(servers["a.test"], "alice")
+    bob = await users(servers["b.test"], "bob")
+    chat = await alice.direct(bob.address)
+    await _joined(bob, chat)
+    for n in range(10):
+        await alice.send(chat, f"from postgres {n}".encode())
+        await bob.send(chat, f"from sqlite {n}".encode())
+    await _texts(bob, chat, 10)
+    await _texts(alice, chat, 10)
+    assert alice.texts(chat) == [f"from sqlite {n}".encode() for n in range(10)]
+    assert bob.texts(chat) == [f"from postgres {n}".encode() for n in range(10)]
