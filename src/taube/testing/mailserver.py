@@ -142,7 +142,7 @@ state_dir = {root}/dovecot-state
 log_path = {root}/dovecot.log
 listen = 127.0.0.1
 protocols = imap lmtp
-ssl = no
+{ssl}
 disable_plaintext_auth = no
 auth_failure_delay = 0
 auth_mechanisms = plain login
@@ -195,9 +195,15 @@ class MailServer(Service):
     ``account = mail.add_user("alice@example.org")``.
     """
 
-    def __init__(self, directory: Path, domains: Sequence[str] = DOMAINS) -> None:
+    def __init__(
+        self, directory: Path, domains: Sequence[str] = DOMAINS, *, tls: bool = False
+    ) -> None:
+        """``tls``: Dovecot offers STARTTLS with a self-signed certificate for
+        127.0.0.1 (``ca_file``: trust it; plain log-in stays allowed)."""
         self.directory = directory
         self.domains = tuple(domains)
+        self.tls = tls
+        self.ca_file: Path | None = None
         self.imap_port = free_port()
         self.lmtp_port = free_port()
         self.smtp_port = free_port()
@@ -247,6 +253,11 @@ class MailServer(Service):
             "smtp_port": self.smtp_port,
             "submission_port": self.submission_port,
             "message_size_limit": MESSAGE_SIZE_LIMIT,
+            "ssl": (
+                f"ssl = yes\nssl_cert = <{self.root}/tls.pem\nssl_key = <{self.root}/tls.key"
+                if self.tls
+                else "ssl = no"
+            ),
         }
 
     def _start_dovecot(self, timeout: float) -> None:
@@ -255,6 +266,8 @@ class MailServer(Service):
         owner = pwd.getpwnam(MAIL_USER)
         os.chown(mail, owner.pw_uid, owner.pw_gid)
         (self.root / "users").mkdir()
+        if self.tls:
+            self.ca_file = _self_signed(self.root, self.host)
         (self.root / "dovecot.conf").write_text(DOVECOT_CONF.format(**self._settings()))
         self._dovecot = _Dovecot(self.root)
         self._dovecot.start()
@@ -357,6 +370,48 @@ class MailServer(Service):
         return MailAccount(
             addr, password, self.host, self.imap_port, self.host, self.submission_port
         )
+
+
+def _self_signed(root: Path, host: str) -> Path:
+    """A certificate for ``host`` signed by its own key (``tls.pem``, ``tls.key``)."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, host)])
+    now = datetime.datetime.now(datetime.UTC)
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(minutes=5))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address(host))]),
+            critical=False,
+        )
+        .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+        .sign(key, hashes.SHA256())
+    )
+    pem = root / "tls.pem"
+    pem.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    secret = root / "tls.key"
+    secret.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+    secret.chmod(0o600)
+    return pem
 
 
 def _make_postfix_directories(root: Path) -> None:

@@ -1,6 +1,7 @@
 """One IMAP connection: the folder's new mails, fetched, moved, and IDLE.
 
-A thin layer over ``aioimaplib`` that speaks in UIDs and bytes. A mail is
+A thin layer over ``aioimaplib`` that speaks in UIDs and bytes (TLS from
+the first byte, or STARTTLS, which this module adds to aioimaplib). A mail is
 fetched with ``BODY.PEEK[]`` (it stays unread for the user's other mail
 clients) and moved with ``MOVE`` (``COPY`` + ``\\Deleted`` + ``EXPUNGE``
 where the server lacks it).
@@ -56,13 +57,13 @@ class Mailbox:
                 timeout=TIMEOUT,
                 ssl_context=ssl.create_default_context(),
             )
-        elif account.imap_security is Security.PLAIN:
-            imap = aioimaplib.IMAP4(host=account.imap_host, port=account.imap_port, timeout=TIMEOUT)
         else:
-            raise ImapError("IMAP with STARTTLS is not supported yet: use port 993 (SSL)")
+            imap = aioimaplib.IMAP4(host=account.imap_host, port=account.imap_port, timeout=TIMEOUT)
         self._imap = imap
         try:
             await imap.wait_hello_from_server()
+            if account.imap_security is Security.STARTTLS:
+                await _starttls(imap, account.imap_host)
             if (await imap.login(account.login, account.password)).result != "OK":
                 raise LoginRefused("IMAP log-in refused: wrong user name or password")
             selected = _ok(await imap.select(self.folder), f"select {self.folder}")
@@ -157,6 +158,24 @@ class Mailbox:
         return pushed != aioimaplib.STOP_WAIT_SERVER_PUSH and any(
             b"EXISTS" in bytes(line) for line in pushed
         )
+
+
+async def _starttls(imap: aioimaplib.IMAP4, host: str) -> None:
+    """Upgrade the connection to TLS (RFC 3501 STARTTLS) before logging in;
+    a server that does not offer it is an error, never a plain log-in."""
+    protocol = imap.protocol
+    if "STARTTLS" not in protocol.capabilities:
+        raise ImapError("the server does not offer STARTTLS")
+    command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
+    _ok(await protocol.execute(command), "starttls")
+    context = ssl.create_default_context()
+    transport = await asyncio.get_running_loop().start_tls(
+        protocol.transport, protocol, context, server_hostname=host
+    )
+    if transport is None:
+        raise ImapError("the TLS upgrade failed")
+    protocol.transport = transport
+    await protocol.capability()  # what was said before TLS does not count
 
 
 def _ok(response: aioimaplib.Response, what: str) -> aioimaplib.Response:
