@@ -40,7 +40,7 @@ from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from taube.client import attachments, linking
+from taube.client import attachments, linking, people
 from taube.client import events as ev
 from taube.client.archive import Archive, Progress
 from taube.client.background import Background
@@ -50,6 +50,7 @@ from taube.client.carrier import Carrier, TaubeCarrier
 from taube.client.connection import Connection
 from taube.client.contacts import Contacts
 from taube.client.conversations import Conversations
+from taube.client.errors import ClientError
 from taube.client.history import History
 from taube.client.invites import InviteLink, Invites
 from taube.client.keys import Keys
@@ -635,6 +636,37 @@ class Client:
 
     async def revoke_invite(self, link: str | InviteLink) -> None:
         await self._invites.revoke(_invite_link(link))
+
+    # ================================================================ people
+
+    def _need_api(self) -> Api:
+        api = self.api
+        if api is None:
+            raise ClientError("log in first")
+        return api
+
+    async def presence(self, address: str) -> people.Presence:
+        """Online / last seen of ``address``, as far as their setting lets us see."""
+        return await people.presence(self._need_api(), address)
+
+    async def privacy(self) -> people.Privacy:
+        """Who sees this account's presence; whether it can be found by name."""
+        return await people.privacy(self._need_api())
+
+    async def set_privacy(
+        self,
+        *,
+        presence: people.Visibility | None = None,
+        findable: bool | None = None,
+        name: str | None = None,
+    ) -> people.Privacy:
+        return await people.set_privacy(
+            self._need_api(), presence=presence, findable=findable, name=name
+        )
+
+    async def search_directory(self, query: str) -> list[people.Person]:
+        """People on the server who chose to be found, by name (3 characters at least)."""
+        return await people.search_directory(self._need_api(), query)
 
 
 def _invite_link(link: str | InviteLink) -> InviteLink:
