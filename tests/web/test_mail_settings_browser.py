@@ -167,3 +167,20 @@ async def test_the_screen_explains_when_no_connector_answers(
     await expect(tid(page, "mail-connector")).to_have_count(0)
     await shoot(page, "mail-settings-none-360", PHONE)
     assert re.search("relays e-mail", await tid(page, "mail-none").inner_text())
+
+
+def test_web_connector_payloads_match_the_connector() -> None:
+    """The web app names the to-device payloads and states as
+    taube.connectors.control does (they are not in the generated types)."""
+    from taube.connectors import control
+
+    web = (Path(__file__).resolve().parents[2] / "web/src/client/connectors.ts").read_text()
+    for name in (control.QUERY, control.CONFIGURE, control.DISCONNECT, control.STATUS):
+        assert f'"{name}"' in web
+    states = re.search(r"CONNECTOR_STATES = \[(.*?)\]", web)
+    assert states is not None
+    assert [s.strip(' "') for s in states.group(1).split(",")] == [s.value for s in control.State]
+    fields = set(control.MailSettings.__struct_fields__)
+    settings = re.search(r"export interface MailSettings \{(.*?)\n\}", web, re.S)
+    assert settings is not None
+    assert set(re.findall(r"^\s+(\w+)\??:", settings.group(1), re.M)) == fields
