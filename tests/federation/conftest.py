@@ -196,3 +196,17 @@ class RogueServer:
         data = encode(body)
         full = FEDERATION_PREFIX + path
         return await self.send(target, full, data, self.headers(destination, "POST", full, data))
+
+
+async def chat_across(
+    servers: Servers,
+    users: UserFactory,
+    *,
+    env: dict[str, dict[str, str]] | None = None,
+    connect_bob: bool = True,
+) -> tuple[RawClient, RawClient, str]:
+    """a.test and b.test running, alice on a, bob on b, and alice's direct chat with bob."""
+    servers.start(["a.test", "b.test"], env=env)
+    alice = await users(servers["a.test"], "alice")
+    bob = await users(servers["b.test"], "bob", connect=connect_bob)
+    return alice, bob, await alice.direct(bob.address)

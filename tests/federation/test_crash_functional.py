@@ -10,7 +10,7 @@ from taube.proto import frames
 from taube.proto.ids import MessageId
 from taube.testing import RawClient, unseal
 from taube.testing.outbox import Outbox
-from tests.federation.conftest import Servers, UserFactory
+from tests.federation.conftest import Servers, UserFactory, chat_across
 
 BURST = 1000
 
@@ -29,10 +29,7 @@ async def _reconnect(client: RawClient) -> None:
 
 
 async def _burst_with_a_kill(servers: Servers, users: UserFactory, victim: str) -> None:
-    servers.start(["a.test", "b.test"])
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(servers, users)
     await bob.wait_for(lambda: bool(bob.entries[chat]), 30)
     outbox = Outbox(alice, window=64)
     for n in range(BURST):

@@ -15,7 +15,7 @@ from taube.proto.state import Kind, Member, Role
 from taube.testing import RawClient, ServerProcess, seal
 from taube.testing.canary import canary, scan
 from tests.conftest import second_device
-from tests.federation.conftest import Servers, UserFactory
+from tests.federation.conftest import Servers, UserFactory, chat_across
 
 
 async def _texts(client: RawClient, conversation: str, count: int, timeout: float = 30.0) -> None:
@@ -53,10 +53,7 @@ def _log_rows(proc: ServerProcess) -> int:
 
 
 async def test_a_chat_between_two_servers(servers: Servers, users: UserFactory) -> None:
-    servers.start(["a.test", "b.test"])
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(servers, users)
     for n in range(20):
         await alice.send(chat, f"hello {n}".encode())
     await _texts(bob, chat, 20)
@@ -131,10 +128,7 @@ async def test_to_device_messages_cross_servers(servers: Servers, users: UserFac
 async def test_delivered_means_deleted_on_both_servers(
     servers: Servers, users: UserFactory
 ) -> None:
-    servers.start(["a.test", "b.test"])
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(servers, users)
     for n in range(10):
         await alice.send(chat, f"m{n}".encode())
     await _texts(bob, chat, 10)
@@ -145,10 +139,7 @@ async def test_delivered_means_deleted_on_both_servers(
 async def test_a_server_that_was_down_gets_everything_once(
     servers: Servers, users: UserFactory
 ) -> None:
-    servers.start(["a.test", "b.test"])
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(servers, users)
     await alice.send(chat, b"before")
     await _texts(bob, chat, 1)
     await bob.disconnect()
@@ -164,10 +155,7 @@ async def test_a_server_that_was_down_gets_everything_once(
 
 
 async def test_no_plaintext_on_either_server(servers: Servers, users: UserFactory) -> None:
-    servers.start(["a.test", "b.test"])
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob", connect=False)  # keeps it on b's disk
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(servers, users, connect_bob=False)  # keeps it on b's disk
     markers = [canary("fed") for _ in range(20)]
     for marker in markers:
         await alice.send(chat, marker.encode())
@@ -182,11 +170,10 @@ async def test_no_plaintext_on_either_server(servers: Servers, users: UserFactor
 async def test_attachments_come_through_the_recipients_own_server(
     servers: Servers, users: UserFactory
 ) -> None:
-    servers.start(["a.test", "b.test"], env={"b.test": {"TAUBE_LIMITS_MAX_BLOB_BYTES": "100000"}})
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
+    alice, bob, chat = await chat_across(
+        servers, users, env={"b.test": {"TAUBE_LIMITS_MAX_BLOB_BYTES": "100000"}}
+    )
     bob.auto_ack = False  # a client downloads attachments before it acknowledges
-    chat = await alice.direct(bob.address)
     picture = seal(os.urandom(50_000))
     blob = await alice.upload(picture)
     await alice.send(chat, b"a picture", blobs=[blob])
@@ -207,10 +194,7 @@ async def test_attachments_come_through_the_recipients_own_server(
 async def test_a_new_device_is_announced_to_contacts_on_other_servers(
     servers: Servers, users: UserFactory
 ) -> None:
-    servers.start(["a.test", "b.test"])
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(servers, users)
     await _joined(bob, chat)
     before = len(alice.queue)
     bob2 = await second_device(servers["b.test"], bob, connect=False)
@@ -231,10 +215,9 @@ async def test_a_chat_between_postgresql_and_sqlite_servers(
     servers: Servers, users: UserFactory, postgres_url: str
 ) -> None:
     """The federation tables and jobs on both engines: a.test on PostgreSQL."""
-    servers.start(["a.test", "b.test"], env={"a.test": {"TAUBE_STORAGE_DATABASE": postgres_url}})
-    alice = await users(servers["a.test"], "alice")
-    bob = await users(servers["b.test"], "bob")
-    chat = await alice.direct(bob.address)
+    alice, bob, chat = await chat_across(
+        servers, users, env={"a.test": {"TAUBE_STORAGE_DATABASE": postgres_url}}
+    )
     await _joined(bob, chat)
     for n in range(10):
         await alice.send(chat, f"from postgres {n}".encode())
