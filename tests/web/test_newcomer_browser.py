@@ -140,6 +140,9 @@ async def test_newcomer_from_invite_link_to_a_verified_chat(
     await bo.goto(url)
     await expect(tid(bo, "invite-banner")).to_contain_text("Ana Lima")
     await expect(tid(bo, "invite-banner")).to_contain_text(ana_address)
+    assert "#/invite/" not in bo.url  # the secret leaves the address bar
+    await bo.reload()  # and the invite stays with the tab
+    await expect(tid(bo, "invite-banner")).to_contain_text("Ana Lima")
     await tid(bo, "signup-name").fill("Bo Berg")
     steps("type their name (the address is suggested from it)")
     await expect(tid(bo, "signup-address")).to_have_value(re.compile(r"^bo\.berg@example\.org$"))

@@ -1,6 +1,7 @@
 // Invite links in the app: "Invite someone" (a link and its QR code), the
 // banner a newcomer sees on the sign-up screen, and joining once signed in
 // (a link opened by someone who has an account opens the chat at once).
+import { effect } from "@preact/signals";
 import type { JSX } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import type { InviteView } from "../client/model";
@@ -21,13 +22,26 @@ export function inviteFromLocation(): string | null {
   return url;
 }
 
+/** where a pending invite survives a reload of the tab (during sign-up) */
+const KEPT = "taube-invite";
+
 /** Watch for invite links opened in this tab (also while it is open). */
-export function watchInvites(): void {
-  pendingInvite.value = inviteFromLocation() ?? pendingInvite.value;
-  window.addEventListener("hashchange", () => {
+export function watchInvites(): () => void {
+  pendingInvite.value = inviteFromLocation() ?? sessionStorage.getItem(KEPT) ?? pendingInvite.value;
+  const onHash = () => {
     const url = inviteFromLocation();
     if (url) pendingInvite.value = url;
+  };
+  window.addEventListener("hashchange", onHash);
+  const stopKeeping = effect(() => {
+    const url = pendingInvite.value;
+    if (url) sessionStorage.setItem(KEPT, url);
+    else sessionStorage.removeItem(KEPT);
   });
+  return () => {
+    window.removeEventListener("hashchange", onHash);
+    stopKeeping();
+  };
 }
 
 function capitalised(text: string): string {
