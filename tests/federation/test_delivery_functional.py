@@ -10,7 +10,7 @@ import sqlite3
 from collections.abc import Callable
 
 from taube.proto import frames, http
-from taube.proto.ids import DeviceId, UserId, new_message_id
+from taube.proto.ids import ConversationId, DeviceId, UserId, new_message_id
 from taube.proto.state import Kind, Member, Role
 from taube.testing import RawClient, ServerProcess, seal
 from taube.testing.canary import canary, scan
@@ -226,3 +226,17 @@ async def test_a_chat_between_postgresql_and_sqlite_servers(
     await _texts(alice, chat, 10)
     assert alice.texts(chat) == [f"from sqlite {n}".encode() for n in range(10)]
     assert bob.texts(chat) == [f"from postgres {n}".encode() for n in range(10)]
+
+
+async def test_typing_crosses_servers(servers: Servers, users: UserFactory) -> None:
+    alice, bob, chat = await chat_across(servers, users)
+    await _joined(bob, chat)
+    await alice.send_frame(frames.Typing(conversation=ConversationId(chat), active=True))
+
+    def typing() -> bool:
+        return any(
+            isinstance(f, frames.TypingEvent) and f.user == alice.address and f.active
+            for f in bob.others
+        )
+
+    await bob.wait_for(typing, 20)

@@ -180,6 +180,18 @@ class TransactionResult(Wire, kw_only=True):
     to_device: list[EntryResult] = []
 
 
+class TypingNotice(Wire, kw_only=True):
+    """A user of the origin started or stopped typing (passed to online members, not stored)."""
+
+    conversation: ConversationIdField
+    user: UserIdField
+    active: bool
+
+
+class Empty(Wire, kw_only=True):
+    """An answer without content."""
+
+
 class RemoteStateEvent(Wire, kw_only=True):
     """A member of the origin appends a state event to a conversation homed here."""
 
@@ -237,6 +249,15 @@ FEDERATION_ENDPOINTS: tuple[Endpoint, ...] = (
         errors=(400, 401, 403, 409, 413, 429),
     ),
     Endpoint(
+        "federation_typing",
+        "POST",
+        "/typing",
+        "A user of the origin started or stopped typing in a conversation with members here",
+        request=TypingNotice,
+        response=Empty,
+        errors=(400, 401, 403, 404),
+    ),
+    Endpoint(
         "federation_get_blob",
         "GET",
         "/blobs/{blob}",
@@ -266,7 +287,7 @@ FEDERATION_ENDPOINTS: tuple[Endpoint, ...] = (
 
 def federation_schema() -> dict[str, object]:
     """One JSON Schema document for the bodies of the server-to-server API."""
-    bodies: list[type] = [ServerDiscovery, ServerKeys, FederationError]
+    bodies: list[type] = [ServerDiscovery, ServerKeys, FederationError, Empty]
     for endpoint in FEDERATION_ENDPOINTS:
         bodies += [t for t in (endpoint.request, endpoint.response) if t is not None]
     bodies = list(dict.fromkeys(bodies))

@@ -27,8 +27,14 @@ from yarl import URL
 
 from taube.proto.codec import encode
 from taube.proto.errors import ErrorCode, ProtocolError
-from taube.proto.federation import FEDERATION_PREFIX, FRESHNESS_MS, FederationError
-from taube.proto.ids import BlobId, DeviceId, MessageId, UserId
+from taube.proto.federation import (
+    FEDERATION_PREFIX,
+    FRESHNESS_MS,
+    Empty,
+    FederationError,
+    TypingNotice,
+)
+from taube.proto.ids import BlobId, ConversationId, DeviceId, MessageId, UserId, domain_of
 from taube.server.clock import Clock
 from taube.server.config import Config
 from taube.server.federation.discovery import Directory, NoServer
@@ -48,6 +54,8 @@ T = TypeVar("T")
 
 _error = msgspec.json.Decoder(FederationError)
 
+#: typing notices on their way to other servers at once (more are dropped)
+MAX_TYPING_IN_FLIGHT = 256
 #: how often transaction ids older than the freshness window are forgotten
 PRUNE_INTERVAL_S = 60.0
 
@@ -70,6 +78,7 @@ class Federation:
         self._session: aiohttp.ClientSession | None = None
         self._directory: Directory | None = None
         self.outbound = Outbound(self, store)
+        self._typing: set[asyncio.Task[None]] = set()
 
     async def __aenter__(self) -> Federation:
         self._session = aiohttp.ClientSession(
@@ -284,16 +293,41 @@ class Federation:
         if domains:
             self.outbound.wake()
 
+    def typing(
+        self, conversation: ConversationId, user: UserId, active: bool, members: frozenset[UserId]
+    ) -> None:
+        """Pass a typing notice to the other servers with members (never
+        stored, never retried: a lost one is a missed indicator)."""
+        domains = {domain_of(m) for m in members} - {self.domain}
+        for domain in domains:
+            if len(self._typing) >= MAX_TYPING_IN_FLIGHT:
+                return
+            notice = TypingNotice(conversation=conversation, user=user, active=active)
+            task = asyncio.get_running_loop().create_task(
+                self._send_typing(domain, notice), name=f"typing to {domain}"
+            )
+            self._typing.add(task)
+            task.add_done_callback(self._typing.discard)
+
+    async def _send_typing(self, domain: str, notice: TypingNotice) -> None:
+        try:
+            await self.request(domain, "POST", "/typing", notice, Empty)
+        except ProtocolError as exc:
+            log.debug("typing notice to %s lost: %s", domain, exc.message)
+
     async def _prune_forever(self) -> None:
-        """Forget transaction ids once their requests would be refused for age."""
+        """Forget transaction ids once their requests would be refused for
+        age, and to-device messages no server took within the retention."""
         while True:
             await asyncio.sleep(PRUNE_INTERVAL_S)
+            now = self.clock.now_ms()
             try:
+                await self.store.engine.write(stored.forget_txns, now - 2 * FRESHNESS_MS)
                 await self.store.engine.write(
-                    stored.forget_txns, self.clock.now_ms() - 2 * FRESHNESS_MS
+                    stored.forget_to_devices, now - int(self.config.retention.max_age_s * 1000)
                 )
             except Exception as exc:
-                log.info("forgetting old transaction ids failed: %s", exc)
+                log.info("federation clean-up failed: %s", exc)
 
 
 def _remote_error(domain: str, status: int, content: bytes) -> ProtocolError:

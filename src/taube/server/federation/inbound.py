@@ -30,8 +30,10 @@ from typing import TYPE_CHECKING
 from aiohttp import web
 
 from taube.proto import frames, http
+from taube.proto.codec import encode
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.federation import (
+    Empty,
     EntryResult,
     FederatedMessage,
     FederatedState,
@@ -39,6 +41,7 @@ from taube.proto.federation import (
     RemoteStateEvent,
     Transaction,
     TransactionResult,
+    TypingNotice,
 )
 from taube.proto.ids import BLOB_ID_PATTERN, BlobId, ConversationId, DeviceId, UserId, domain_of
 from taube.proto.signing import DOMAIN_STATE, verify
@@ -295,6 +298,19 @@ async def federation_send(
             )
             srv.notify_keys_changed(devices)
     return TransactionResult(entries=results, to_device=batches)
+
+
+async def federation_typing(
+    srv: Server, origin: str, body: TypingNotice, params: Mapping[str, str]
+) -> Empty:
+    if domain_of(UserId(body.user)) != origin:
+        raise ProtocolError(ErrorCode.FORBIDDEN, f"{body.user} is not a user of {origin}")
+    conversation = ConversationId(body.conversation)
+    if not await srv.hub.is_member(conversation, UserId(body.user)):
+        raise ProtocolError(ErrorCode.NOT_FOUND, "no such conversation")
+    event = frames.TypingEvent(conversation=conversation, user=body.user, active=body.active)
+    srv.publish_ephemeral(await srv.hub.members(conversation), encode(event), None)
+    return Empty()
 
 
 async def federation_get_blob(

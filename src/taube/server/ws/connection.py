@@ -343,6 +343,8 @@ class Connection:
                 conversation=frame.conversation, user=self.user, active=frame.active
             )
             self.srv.publish_ephemeral(members, encode(event), skip=self.device)
+            if self.srv.federation is not None:
+                self.srv.federation.typing(frame.conversation, self.user, frame.active, members)
 
     # ----------------------------------------------------------- closing
 
