@@ -161,7 +161,11 @@ async def mail_invite(client: Client, args: argparse.Namespace) -> int:
     _, connector_module = _connector_modules()
     connector = _open(connector_module, client)
     try:
-        link = connector.invite()
+        if args.group:
+            await client.sync(timeout=60)
+        link = connector.invite(args.group or None)
+    except ValueError as exc:
+        raise ClientError(f"{args.group}: {exc}") from exc
     finally:
         connector.state.close()
     _out(
@@ -222,9 +226,11 @@ def add_mail_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) 
     mail.add_parser("status", help="the account, its key, chats and mails kept aside").set_defaults(
         handler=mail_status
     )
-    mail.add_parser(
+    p = mail.add_parser(
         "invite", help="a Secure-Join invite link for a Delta Chat user (verified first contact)"
-    ).set_defaults(handler=mail_invite)
+    )
+    p.add_argument("--group", help="invite into this group (a conversation id) instead")
+    p.set_defaults(handler=mail_invite)
     p = mail.add_parser("join", help="join a Delta Chat user's invite (their QR code's text)")
     p.add_argument("invite")
     p.set_defaults(handler=mail_join)

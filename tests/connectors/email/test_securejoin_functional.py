@@ -259,3 +259,45 @@ async def test_taube_joins_a_delta_chat_group_by_its_invite(
     assert answer.show_padlock is True
     assert answer.chat_id == group.id
     assert scan([server.data_dir, server.log_path], [b"bis Sonntag", b"Gruppe, sch"]) == []
+
+
+async def test_delta_chat_joins_a_taube_group_by_its_invite(
+    server: ServerProcess, mail: MailServer, core: DeltaChatCore, mail_user: MailUser
+) -> None:
+    """taube as the inviter of a group: the joiner is added to the group's
+    portal and every member hears of it (``vg-member-added``)."""
+    bob = mail.add_user("bob@plain.example")
+    phone = mail_user.phone
+    conversation = await phone.create_group([bob.addr])
+    await phone.rename(conversation, "Lesekreis")
+    await phone.flush()
+    connector = mail_user.connector
+    await wait_for(lambda: mail_user.device.title(conversation) == "Lesekreis", 30)
+    qr = connector.invite(conversation)
+    invite = Invite.parse(qr)
+    assert (invite.group_name, invite.fingerprint) == ("Lesekreis", connector.key.fingerprint)
+    dora = await core.configured_account(mail.add_user("dora@example.net"))
+    checked = await core.call(dora.check_qr, qr)
+    assert checked["kind"] == "askVerifyGroup"
+    chat = await core.call(dora.secure_join, qr)
+    await core.wait_for_event(dora, "SecurejoinJoinerProgress", progress=1000)
+    await wait_for(
+        lambda: (
+            "dora@example.net" in (phone.portal(conversation) or ev.Portal("", "", (), "")).peers
+        ),
+        60,
+    )
+    assert (await core.call(chat.get_basic_snapshot)).name == "Lesekreis"
+    verified = connector.peers.verified("dora@example.net")
+    assert verified is not None
+    # the group talks both ways, encrypted where keys are known
+    await core.call(chat.send_text, "Hallo Lesekreis")
+    found = await received(phone, 1, timeout=60)
+    assert [(m.conversation, m.text) for m in found] == [(conversation, "Hallo Lesekreis")]
+    assert found[0].remote is not None
+    assert found[0].remote.encrypted
+    await phone.send_text(conversation, "Willkommen, Dora")
+    answer = await arrived(core, chat, "Willkommen, Dora")
+    assert answer.show_padlock is True
+    await wait_for(lambda: any("Willkommen" in m.get_content() for m in inbox(bob)), 60)
+    assert scan([server.data_dir, server.log_path], [b"Hallo Lesekreis", b"Willkommen"]) == []

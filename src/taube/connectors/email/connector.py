@@ -119,6 +119,7 @@ class EmailConnector:
         self.status: tuple[State, str] = (State.CHECKING, "")
         self.key = load_key(client, account.address)
         self.secure_join = SecureJoin(client, account, self.key, state, self.peers, clock)
+        self.secure_join.on_member_added = self._member_joined
         self._relay_wake = asyncio.Event()
         #: the SMTP session mail leaves by
         self.outgoing = smtp.Submission(account)
@@ -160,12 +161,40 @@ class EmailConnector:
             self.account.address, self.key.public_key, PreferEncrypt.MUTUAL
         ).to_value()
 
-    def invite(self) -> str:
+    def invite(self, conversation: ConversationId | None = None) -> str:
         """A Secure-Join invite link (Delta Chat scans it as a QR code or opens
         it): whoever joins with it gets a verified, encrypted 1:1 chat, a portal
-        conversation here. Each invite works for one person, for 7 days."""
+        conversation here; with ``conversation`` (a group with e-mail
+        members), they join that group. Each invite works for one person,
+        for 7 days."""
         name = self.account.display_name or (self._own_name() or "")
-        return self.secure_join.invite(name)
+        if conversation is None:
+            return self.secure_join.invite(name)
+        portal = self.client.portal(conversation)
+        if portal is None or portal.network != NETWORK or not portal.chat.startswith("group:"):
+            raise ValueError("not a group with e-mail members")
+        title = self.client.title(conversation) or portal.title
+        group = (portal.chat.removeprefix("group:"), title, conversation)
+        return self.secure_join.invite(name, group)
+
+    async def _member_joined(self, conversation: ConversationId, address: str) -> None:
+        """Someone joined a group by our invite: a member of the portal now,
+        and told to every member (``vg-member-added``, with everyone's key)."""
+        portal = self.client.portal(conversation)
+        if portal is None:
+            return
+        own = self.account.address.lower()
+        peers = tuple(sorted({*portal.peers, address}))
+        portal = dataclasses.replace(portal, peers=peers, by=self.client.device)
+        await self.client.update_portal(conversation, portal)
+        await self._send_change(
+            conversation,
+            portal,
+            f"Member {address} added.",
+            [("Secure-Join", "vg-member-added")],
+            member_added=address,
+        )
+        self.state.put(f"announced:{conversation}", json.dumps([p for p in peers if p != own]))
 
     async def join(self, qr: str) -> ConversationId:
         """Join a Delta Chat user's Secure-Join invite (``get_qr_code()``'s text).
@@ -615,6 +644,7 @@ class EmailConnector:
         *,
         reply: str | None = None,
         disposition: str | None = None,
+        member_added: str | None = None,
     ) -> None:
         own = self.account.address
         peers = [p for p in portal.peers if p.lower() != own.lower()]
@@ -622,6 +652,7 @@ class EmailConnector:
         if not keys:
             return
         group = portal.chat.removeprefix("group:") if portal.chat.startswith("group:") else None
+        gossip = [AutocryptHeader(a, k).to_value() for a, k in keys.items()] if group else []
         mail = chatmail.OutgoingMail(
             message_id=f"{new_message_local()}@{own.partition('@')[2]}",
             from_addr=own,
@@ -633,8 +664,10 @@ class EmailConnector:
             group_name=(self.client.title(conversation) or portal.title) if group else None,
             in_reply_to=reply,
             autocrypt=self.autocrypt_header,
+            gossip=gossip,
             extra=extra,
             disposition=disposition,
+            member_added=member_added,
         )
         encrypted = chatmail.encrypt(chatmail.build(mail), keys.values(), self.key, mail.date)
         await self.outgoing.send(encrypted, list(keys))

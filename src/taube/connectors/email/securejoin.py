@@ -21,7 +21,8 @@ A group invite (``x=<group id>&g=<name>``) runs the same password mails
 (Delta Chat 2.65 names them ``vc-`` for groups too), then the joiner sends
 ``vg-request-with-auth`` and the inviter adds it to the group with a group
 mail carrying ``Secure-Join: vg-member-added``, which is a chat message of
-the group's portal here. (Inviting into a taube group is not done yet.)
+the group's portal here. Inviting into a taube group's portal works the
+same way round (``EmailConnector.invite(conversation)``).
 
 The password is ``securejoin/<inviter fingerprint>/<auth>``: only someone
 who scanned the invite can read or write the password mails. Invites
@@ -45,7 +46,7 @@ import hmac
 import logging
 import secrets
 import urllib.parse
-from collections.abc import Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from datetime import UTC, datetime
 from email.message import EmailMessage, Message
 from email.parser import BytesParser
@@ -259,6 +260,8 @@ class SecureJoin:
         self.state = state
         self.peers = peers
         self.clock = clock
+        #: ``await on_member_added(portal, address)``: a group invite was used
+        self.on_member_added: Callable[[ConversationId, str], Awaitable[None]] | None = None
 
     @property
     def own(self) -> str:
@@ -266,18 +269,32 @@ class SecureJoin:
 
     # ---------------------------------------------------------------- inviter
 
-    def invite(self, name: str) -> str:
-        """A new invite link (one auth token each, good for one handshake)."""
+    def invite(self, name: str, group: tuple[str, str, ConversationId] | None = None) -> str:
+        """A new invite link (one auth token each, good for one handshake);
+        ``group``: (its id, its name, its portal) to invite into a group."""
         invite = Invite(
             fingerprint=self.key.fingerprint,
             addr=self.account.address,
             name=name,
             auth=new_token(),
             invitenumber=new_token(),
+            group_id=group[0] if group else None,
+            group_name=group[1] if group else None,
         )
-        data = msgspec.json.encode({"invitenumber": invite.invitenumber}).decode()
+        record = {"invitenumber": invite.invitenumber}
+        if group:
+            record["conversation"] = group[2]
+        data = msgspec.json.encode(record).decode()
         self.state.put_token(NETWORK, AUTH, invite.auth, data, self.clock())
         return invite.to_url()
+
+    def _invite_group(self, auth: str) -> ConversationId | None:
+        """The group portal an invite of ours leads into (None: a 1:1 invite)."""
+        for token, data, _at in self.state.tokens(NETWORK, AUTH):
+            if token == auth:
+                found = msgspec.json.decode(data).get("conversation")
+                return ConversationId(found) if isinstance(found, str) else None
+        return None
 
     def _invites(self) -> dict[str, str]:
         """Our live invites: auth token → invite number (expired ones are dropped)."""
@@ -325,7 +342,12 @@ class SecureJoin:
             return None
         key = mail.autocrypt.key
         conversation = await self._verified(mail.from_addr, mail.from_name, mail.date_ms, key)
-        await self._send_encrypted(mail.from_addr, key, "vc-contact-confirm")
+        group = self._invite_group(auth)
+        if group is not None and self.on_member_added is not None:
+            await self.on_member_added(group, mail.from_addr)  # vg-member-added, to everyone
+            conversation = group
+        else:
+            await self._send_encrypted(mail.from_addr, key, "vc-contact-confirm")
         # used up only now: after a crash before this point the mail comes again
         self.state.drop_token(NETWORK, AUTH, auth)
         log.info("Secure-Join: %s joined with a verified key", mail.from_addr)
@@ -462,7 +484,7 @@ class SecureJoin:
         conversation = None
         if step == "vc-request":
             await self._on_request(mail)
-        elif step == "vc-request-with-auth":
+        elif step in ("vc-request-with-auth", "vg-request-with-auth"):
             conversation = await self._on_request_with_auth(mail)
         elif step in ("vc-auth-required", "vg-auth-required"):
             conversation = await self._on_auth_required(mail)
