@@ -15,6 +15,7 @@ import msgspec
 
 from taube.client import events as ev
 from taube.client import linking, sas, statekey
+from taube.client.calls import signalling as call_signalling
 from taube.crypto.backup import IdentityBackup
 from taube.crypto.megolm import MegolmCiphertext
 from taube.crypto.olm import OlmCiphertext
@@ -148,9 +149,22 @@ def typescript() -> str:
                 "AVATAR",
                 "PORTAL",
                 "RELAY",
+                "CALL",
             )
         ),
         f"  stateKey: {json.dumps(statekey.TYPE)},",
+        "} as const;",
+        "",
+        "/** Call signalling to-device types and limits (taube.client.calls.signalling). */",
+        "export const CALL_TYPE = {",
+        f"  prefix: {json.dumps(call_signalling.PREFIX)},",
+        *(
+            f"  {name.lower()}: {json.dumps(getattr(call_signalling, name))},"
+            for name in ("INVITE", "ANSWER", "REJECT", "SELECT", "CANDIDATES", "HANGUP")
+        ),
+        f"  ringMs: {call_signalling.RING_MS},",
+        f"  maxSkewMs: {call_signalling.MAX_SKEW_MS},",
+        f"  maxSdp: {call_signalling.MAX_SDP},",
         "} as const;",
         "",
         "/** To-device payload types (taube.client.linking, taube.client.sas). */",

@@ -3,6 +3,7 @@
 // dev/main.tsx (`npx vite`, then /dev/index.html) for screenshots and for
 // working on the screens. Never imported by src/: not in the production bundle.
 import { computed, signal } from "@preact/signals";
+import { fakeCalls } from "./calls";
 import type { ConnectorAnswer, ConnectorStatus, ConnectorsView } from "../src/client/connectors";
 import type {
   AttachmentEntry,
@@ -382,6 +383,7 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
   const client: Client & { blobs: Map<string, Blob> } = {
     blobs,
     connectors: fakeConnectors(),
+    calls: fakeCalls(),
     archives: {
       async export() {
         return { file: new Blob(["TAUBE-ARCHIVE 1\n"]), code: "7K3M-Q9XD-2HPR-W4TB-8NCV-5FJA" };

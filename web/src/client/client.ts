@@ -32,6 +32,7 @@ import { Attachments } from "./attachments";
 import { TaubeCarrier } from "./carrier";
 import { Connection } from "./connection";
 import { Archives } from "./archive";
+import { Calls } from "./calls";
 import { Connectors } from "./connectors";
 import { Contacts } from "./contacts";
 import { Conversations } from "./conversations";
@@ -92,6 +93,8 @@ export class Engine implements Client {
   private wantHistory = false;
   /** the user's connector devices (e-mail), found and set up from here */
   readonly connectors: Connectors;
+  /** voice and video calls */
+  readonly calls: Calls;
   /** the portable history: export and import (taube.client.archive's format) */
   readonly archives: Archives;
 
@@ -121,6 +124,7 @@ export class Engine implements Client {
     this.people = new People(api);
     this.ownHistory = new OwnHistory(account, this.carrier, this.history, () => this.reloadProfile());
     this.connectors = new Connectors(account, this.carrier);
+    this.calls = new Calls(account, api, this.carrier, chains, this.outbox);
     this.archives = new Archives({
       account,
       db,
@@ -141,7 +145,7 @@ export class Engine implements Client {
       links: this.linking,
       sas: this.verification,
       connectors: this.connectors,
-      inboxes: [this.invites, this.ownHistory],
+      inboxes: [this.invites, this.ownHistory, this.calls],
       sender: this.outbox,
       changed,
     });

@@ -6,6 +6,7 @@
 // annotations say how the user's messages went on (see portals.ts).
 import { MESSAGE_TYPE } from "../gen/proto";
 import { entriesList } from "./attachments";
+import { callEventOf } from "./calls";
 import type { Db, MessageRow } from "./db";
 import type { MessageView, Remote } from "./model";
 import { PORTAL, RELAY, portalOf, relayedOf, remoteOf, type PortalLog } from "./portals";
@@ -175,6 +176,7 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
         mine: row.sender === me && remote === null,
         remote,
         relayed: null,
+        call: row.type === MESSAGE_TYPE.call ? callEventOf(row.content) : null,
       });
     }
     for (const row of rows) {

@@ -3,6 +3,7 @@
 // the only writer; components read them and call `Actions`.
 import type { ReadonlySignal } from "@preact/signals";
 import type { ArchivesView } from "./archive";
+import type { CallEvent, CallsView } from "./calls";
 import type { ConnectorsView } from "./connectors";
 
 export type UserId = string;
@@ -53,6 +54,8 @@ export interface MessageView {
   remote: Remote | null;
   /** how the user's connector sent it on to another network, if it did */
   relayed: Relayed | null;
+  /** a call's outcome ("missed call", "call, 3 min"), if this is one */
+  call?: CallEvent | null;
 }
 
 /** The author of a message a connector brought in from another network.
@@ -296,4 +299,6 @@ export interface Client extends Actions {
   readonly connectors: ConnectorsView;
   /** the portable history: export and import */
   readonly archives: ArchivesView;
+  /** voice and video calls */
+  readonly calls: CallsView;
 }

@@ -31,7 +31,22 @@ export const MESSAGE_TYPE = {
   avatar: "avatar",
   portal: "portal",
   relay: "relay",
+  call: "call",
   stateKey: "statekey",
+} as const;
+
+/** Call signalling to-device types and limits (taube.client.calls.signalling). */
+export const CALL_TYPE = {
+  prefix: "taube.call.",
+  invite: "taube.call.invite",
+  answer: "taube.call.answer",
+  reject: "taube.call.reject",
+  select: "taube.call.select",
+  candidates: "taube.call.candidates",
+  hangup: "taube.call.hangup",
+  ringMs: 60000,
+  maxSkewMs: 30000,
+  maxSdp: 65536,
 } as const;
 
 /** To-device payload types (taube.client.linking, taube.client.sas). */

@@ -4,6 +4,7 @@ import type { JSX } from "preact";
 import { useEffect } from "preact/hooks";
 import type { Client } from "../client/model";
 import { AuthScreen, RecoveryCodeScreen } from "./auth";
+import { CallScreen } from "./call";
 import { ChatView, EmptyChat } from "./chat";
 import { ContactPanel } from "./contact";
 import { ClientContext, openConversation, openId, panel, pendingRecovery, signingUp, useClient } from "./context";
@@ -103,6 +104,7 @@ function Shell(): JSX.Element {
         </aside>
       )}
       <VerificationDialog />
+      <CallScreen />
       <InviteJoiner />
       <ErrorToast />
     </div>

@@ -3,6 +3,7 @@
 import type { JSX } from "preact";
 import { useEffect, useLayoutEffect, useMemo, useRef, useState } from "preact/hooks";
 import type { ConversationView, MessageView, Notice, PresenceView } from "../client/model";
+import { CallButtons } from "./call";
 import { Avatar } from "./avatar";
 import { Composer } from "./composer";
 import { closeChat, panel, scrollTarget, useClient } from "./context";
@@ -171,6 +172,7 @@ function ChatHeader({ conversation: c, onBack }: { conversation: ConversationVie
         </span>
       </button>
       <div class="toolbar">
+        <CallButtons conversation={c} />
         <div class="popover-anchor">
           <button
             type="button"

@@ -155,6 +155,7 @@ export function attachmentLabel(entry: AttachmentEntry): string {
 /** a one-line preview of a message for the list and reply quotes */
 export function messagePreview(message: MessageView): string {
   if (message.deleted) return "This message was deleted";
+  if (message.call) return message.call.outcome === "answered" ? "📞 Call" : "📞 Missed call";
   const text = message.text.replace(/\s+/gu, " ").trim();
   const first = message.attachments[0];
   if (first && text) return `${attachmentLabel(first).split(" ")[0]} ${text}`;

@@ -6,6 +6,7 @@ import { useEffect, useRef, useState } from "preact/hooks";
 import type { ConversationView, MessageView } from "../client/model";
 import { Attachment } from "./attachments";
 import { Avatar } from "./avatar";
+import { CallEventLine } from "./call";
 import { editingId, replyTo, scrollTarget, useClient } from "./context";
 import { ConfirmDialog } from "./dialog";
 import { authorKey, authorName, displayName, formatTime, hueOf, messagePreview, networkLabel } from "./format";
@@ -30,6 +31,7 @@ export function MessageBubble({ message: m, conversation, continued, showSender 
   const [menu, setMenu] = useState(false);
   const [confirmDelete, setConfirmDelete] = useState(false);
   const editing = editingId.value === m.id;
+  if (m.call) return <CallEventLine message={m} />;
   const senderName = authorName(m, contacts);
   const jumbo = !m.deleted && m.attachments.length === 0 && isJumboEmoji(m.text);
   const hasMedia = !m.deleted && m.attachments.some((a) => a.kind === "image" || a.kind === "video");
