@@ -207,6 +207,8 @@ function ConversationItem({ conversation: c }: { conversation: ConversationView 
   // a portal to one address looks like a direct chat with that address
   const single = c.portal && !c.portal.chat.startsWith("group:") ? c.portal.chat : null;
   const seed = c.kind === "direct" ? (Object.keys(c.members).find((m) => m !== client.state.session.value?.user) ?? c.id) : single ?? c.id;
+  // a name, with the address small beside it
+  const address = c.kind === "direct" && !c.portal && seed !== c.title && seed !== c.id ? seed : null;
   let preview: string = last ? messagePreview(last) : c.portal ? "No messages yet" : c.kind === "group" ? "Group created" : "No messages yet";
   if (last && c.kind === "group" && !single && !last.deleted && !last.mine) preview = `${authorName(last, contacts)}: ${preview}`;
   return (
@@ -223,9 +225,14 @@ function ConversationItem({ conversation: c }: { conversation: ConversationView 
         <Avatar seed={seed} name={c.title} src={c.avatar} group={c.kind === "group" && !single} />
         <span class="conversation__main">
           <span class="conversation__row">
-            <span class="conversation__title" data-testid="conversation-title">
+            <span class={`conversation__title${address ? " conversation__title--named" : ""}`} data-testid="conversation-title">
               {c.title}
             </span>
+            {address && (
+              <span class="conversation__address" data-testid="conversation-address">
+                {address}
+              </span>
+            )}
             {c.portal && <NetworkBadge portal={c.portal} />}
             <span class="conversation__time">{formatListTime(c.lastTs)}</span>
           </span>
