@@ -184,3 +184,26 @@ def test_web_connector_payloads_match_the_connector() -> None:
     settings = re.search(r"export interface MailSettings \{(.*?)\n\}", web, re.S)
     assert settings is not None
     assert set(re.findall(r"^\s+(\w+)\??:", settings.group(1), re.M)) == fields
+
+
+async def test_a_connector_that_does_not_answer_is_said_so(
+    tmp_path: Path, web_server: ServerProcess, new_page: PageFactory, mail: MailServer
+) -> None:
+    page = await new_page(web_server, viewport=PHONE)
+    address, code = await sign_up(page, "pia")
+    box = mail.add_user(address)
+    async with connector_device(tmp_path / "connector", web_server, address, code) as (
+        device,
+        _service,
+    ):
+        await tid(page, "open-settings").click()
+        card = tid(page, "mail-connector")
+        await expect(tid(card, "mail-state")).to_have_text("Not set up")
+        await device.disconnect()  # the device goes offline
+        await page.clock.install()
+        await fill_account(page, box, box.password)
+        await tid(page, "mail-connect").click()
+        await expect(tid(page, "mail-connect")).to_have_text("Checking the login…")
+        await page.clock.fast_forward(91_000)
+        await expect(tid(page, "mail-error")).to_contain_text("did not answer")
+        await expect(tid(page, "mail-connect")).to_be_enabled()

@@ -17,6 +17,8 @@ import { Section } from "./panel";
 
 /** how long the screen waits for a connector to answer before it explains */
 const LOOKING_MS = 6000;
+/** how long a request may go unanswered (the connector logs in: up to a minute) */
+const ANSWER_MS = 90_000;
 
 const STATE_TEXT: Record<ConnectorState, string> = {
   unconfigured: "Not set up",
@@ -170,6 +172,15 @@ function MailAccountForm({ device, address, onDone, onCancel }: { device: string
   const [error, setError] = useState<string | null>(null);
   const answer = request ? connectors.answers.value[request] : undefined;
   const checking = request !== null && (answer === undefined || answer.outcome === "checking");
+
+  useEffect(() => {
+    if (request === null) return;
+    const timer = window.setTimeout(() => {
+      setRequest(null);
+      setError("The connector device did not answer. Is `taube mail run` running there, and online?");
+    }, ANSWER_MS);
+    return () => window.clearTimeout(timer);
+  }, [request]);
 
   useEffect(() => {
     if (!answer || answer.outcome === "checking") return;
