@@ -21,7 +21,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from taube.proto import codec, frames, http
+from taube.proto import codec, frames, http, people
 from taube.proto.base import Wire
 from taube.proto.errors import ErrorCode, ProtocolError
 from taube.proto.keys import DeviceKeys, IdentityKey, OneTimeKey
@@ -43,8 +43,9 @@ CLIENT_FRAMES = _members(frames.ClientFrame)
 SERVER_FRAMES = _members(frames.ServerFrame)
 HTTP_BODIES = [
     obj
-    for _, obj in inspect.getmembers(http, inspect.isclass)
-    if issubclass(obj, Wire) and obj.__module__ == http.__name__
+    for module in (http, people)
+    for _, obj in inspect.getmembers(module, inspect.isclass)
+    if issubclass(obj, Wire) and obj.__module__ == module.__name__
 ]
 #: request bodies of the API that live outside ``proto.http``
 OTHER_BODIES: list[type[Wire]] = [IdentityKey, DeviceKeys, OneTimeKey, StateEvent]

@@ -32,7 +32,7 @@ import hashlib
 import hmac
 import json
 import secrets
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import quote, unquote
 
 from taube.client import events as ev
@@ -44,10 +44,13 @@ from taube.proto.ids import ConversationId, UserId, parse_address
 
 if TYPE_CHECKING:
     from taube.client.background import Background
-    from taube.client.client import Client
     from taube.client.contacts import Contacts
     from taube.client.conversations import Conversations
+    from taube.client.keys import Keys
+    from taube.client.profile import Profile
+    from taube.client.receiver import ToDeviceHandler
     from taube.client.session import Emit
+    from taube.client.transport import AiohttpTransport, Api
 
 PREFIX = "taube.invite."
 PROOF = "taube.invite.proof"
@@ -119,12 +122,32 @@ class InviteLink:
         return cls(server.rstrip("/"), inviter, fp, secret, name)
 
 
+class InviteHost(Protocol):
+    """What invites need of the client (``taube.client.Client``)."""
+
+    @property
+    def api(self) -> Api | None: ...
+    @property
+    def profile(self) -> Profile | None: ...
+    @property
+    def transport(self) -> AiohttpTransport | None: ...
+    @property
+    def keys(self) -> Keys: ...
+    @property
+    def user(self) -> UserId: ...
+    def handle_to_device(self, prefix: str, handler: ToDeviceHandler) -> None: ...
+    async def send_to_device(
+        self, device: VerifiedDevice, type_: str, content: dict[str, Any]
+    ) -> None: ...
+    async def start_chat(self, address: str) -> ConversationId: ...
+
+
 class Invites:
     """Making, revoking and joining invite links; checking proofs."""
 
     def __init__(
         self,
-        client: Client,
+        client: InviteHost,
         emit: Emit,
         conversations: Conversations,
         contacts: Contacts,

@@ -11,22 +11,35 @@ user. The web app asks and answers; the SDK answers.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from taube.crypto import VerifiedDevice
 
 if TYPE_CHECKING:
     from taube.client.background import Background
-    from taube.client.client import Client
     from taube.client.history import History
+    from taube.client.receiver import ToDeviceHandler
+    from taube.proto.ids import DeviceId
 
 PREFIX = "taube.history."
 REQUEST = "taube.history.request"
 GRANT = "taube.history.grant"
 
 
+class OwnDevices(Protocol):
+    """What this part needs of the client (``taube.client.Client``)."""
+
+    @property
+    def device(self) -> DeviceId: ...
+    def is_own_device(self, device: VerifiedDevice) -> bool: ...
+    def handle_to_device(self, prefix: str, handler: ToDeviceHandler) -> None: ...
+    async def send_to_device(
+        self, device: VerifiedDevice, type_: str, content: dict[str, Any]
+    ) -> None: ...
+
+
 class OwnHistory:
-    def __init__(self, client: Client, history: History, background: Background) -> None:
+    def __init__(self, client: OwnDevices, history: History, background: Background) -> None:
         self._client = client
         self._history = history
         self._background = background
