@@ -9,7 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from taube.client import Client
+from taube.client import Client, Typing
 from taube.proto.ids import ConversationId
 from taube.testing import ServerProcess
 from taube.tui.screens import HitItem, MembersDialog, SearchDialog
@@ -183,6 +183,8 @@ async def test_files_both_ways(
         await bob.send_file(chat, photo, caption="from the beach")
         await bob.flush()
         await until(pilot, lambda: shown_texts(app)[-1:] == ["from the beach"])
+        app.message_list.focus()
+        await pilot.press("up")  # alice's own file: not kept here, so the newest is offered
         await pilot.press("ctrl+s")
         await pilot.press("enter")  # the offered place: the save folder, its own name
         saved = app.save_dir / "holiday.png"
@@ -377,3 +379,30 @@ async def test_reply_edit_react_and_delete_from_the_keyboard(
         await pilot.press("enter")
         await received(bob, chat, 3)
         assert bob.history(chat)[-1].reply_to is None
+
+
+async def test_typing_shows_both_ways(shared_server: ServerProcess, sdk: Sdk, tui: RunTui) -> None:
+    alice, bob, chat = await chat_with_alice(sdk(shared_server), "hi")
+    async with tui(alice) as (app, pilot):
+        await pilot.press("enter")
+        await until(pilot, lambda: shown_texts(app) == ["hi"])
+        heading = app.query_one("#chat-title")
+        await bob.typing(chat, True)
+        await until(pilot, lambda: "typing…" in str(heading.render()))
+        await bob.typing(chat, False)
+        await until(pilot, lambda: "typing…" not in str(heading.render()))
+        bob.pending_events()
+        await type_text(pilot, "ok")
+        await typing_seen(bob, alice.user, active=True)
+        await pilot.press("enter")  # sent: not typing any more
+        await typing_seen(bob, alice.user, active=False)
+
+
+async def typing_seen(client: Client, user: str, active: bool) -> None:
+    async with asyncio.timeout(15):
+        while not [
+            e
+            for e in client.pending_events()
+            if isinstance(e, Typing) and e.user == user and e.active == active
+        ]:
+            await asyncio.sleep(0.05)

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import shutil
+import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import ClassVar
@@ -36,10 +37,11 @@ from taube.client import (
     MissingMessages,
     Received,
     SearchHit,
+    Typing,
     Undecryptable,
 )
 from taube.client import events as ev
-from taube.proto.ids import ConversationId, MessageId
+from taube.proto.ids import ConversationId, MessageId, UserId
 from taube.tui import model
 from taube.tui.screens import (
     Ask,
@@ -57,6 +59,9 @@ log = logging.getLogger(__name__)
 
 #: messages loaded at a time (more as the user scrolls back)
 PAGE = 50
+#: a typing note shows this long unless renewed (the sender renews every TYPING_EVERY)
+TYPING_SHOWN = 6.0
+TYPING_EVERY = 3.0
 #: how long a burst of events is gathered before one redraw (seconds)
 REDRAW_AFTER = 0.03
 
@@ -107,12 +112,17 @@ class TaubeApp(App[None]):
         self.chats: list[model.ChatSummary] = []
         self._limit = PAGE
         self._dirty = asyncio.Event()
+        #: one redraw of a list at a time (a list is cleared and filled in steps)
+        self._drawing = asyncio.Lock()
         #: the chats to read again at the next redraw (``None``: all)
         self._changed: set[ConversationId] | None = set()
         self._summaries: dict[ConversationId, model.ChatSummary] = {}
         #: what Enter in the box does: answer this message, or edit it
         self._reply_to: Message | None = None
         self._editing: Message | None = None
+        #: who is typing in the open chat (until when); when the user last said so
+        self._typing: dict[UserId, float] = {}
+        self._typing_sent = 0.0
         #: messages in other chats since the last redraw (rung then)
         self._news: dict[ConversationId, list[Message]] = {}
         #: the backlog that came when the app started is in
@@ -173,10 +183,13 @@ class TaubeApp(App[None]):
         if isinstance(event, Received):
             self._notify_message(event.message)
             if event.message.conversation == self.open_chat and model.shown(event.message):
+                self._typing.pop(event.message.sender, None)
                 await self._mark_read()
             self.redraw(event.message.conversation)
         elif isinstance(event, MembershipChanged):
             self.redraw(event.conversation)
+        elif isinstance(event, Typing):
+            await self._typing_changed(event)
         elif isinstance(event, KeyChanged):
             self.say(f"{event.user}: {event.reason}", title="safety", severity="warning")
         elif isinstance(event, Undecryptable):
@@ -249,9 +262,50 @@ class TaubeApp(App[None]):
             except Exception:
                 log.exception("redrawing failed")
 
+    async def _typing_changed(self, event: Typing) -> None:
+        if event.conversation != self.open_chat or event.user == self.client.user:
+            return
+        if event.active:
+            self._typing[event.user] = time.monotonic() + TYPING_SHOWN
+        else:
+            self._typing.pop(event.user, None)
+        await self._show_heading()
+
+    async def _show_heading(self) -> None:
+        conversation = self.open_chat
+        if conversation is None:
+            return
+        state = await self.client.state(conversation)
+        heading = model.heading(self.client, conversation, state)
+        now = time.monotonic()
+        self._typing = {u: t for u, t in self._typing.items() if t > now}
+        if self._typing:
+            names = ", ".join(model.name_of(self.client, u) for u in sorted(self._typing))
+            heading += f" · {names} typing…"
+        self.query_one("#chat-title", Static).update(Text(heading))
+
+    async def on_text_area_changed(self, event: Compose.Changed) -> None:
+        """Tell the others the user is typing (at most every few seconds)."""
+        conversation = self.open_chat
+        if conversation is None or event.text_area is not self.compose_box:
+            return
+        now = time.monotonic()
+        if self.compose_box.text.strip() and now - self._typing_sent > TYPING_EVERY:
+            self._typing_sent = now
+            await self._send_typing(conversation, True)
+
+    async def _send_typing(self, conversation: ConversationId, active: bool) -> None:
+        try:  # metadata for those online, never worth an error
+            await self.client.typing(conversation, active)
+        except Exception:
+            log.debug("typing not sent", exc_info=True)
+
     async def _tick(self) -> None:
         """Own messages waiting for the server change to sent by themselves
-        (no event says so): look again while one is shown pending."""
+        (no event says so): look again while one is shown pending. Typing
+        notes run out."""
+        if self._typing:
+            await self._show_heading()
         if any(
             item.message.status == "pending" and item.message.sender == self.client.user
             for item in self.message_list.query(MessageItem)
@@ -263,6 +317,10 @@ class TaubeApp(App[None]):
     async def refresh_chats(self, changed: set[ConversationId] | None = None) -> None:
         """The chat list; only the chats in ``changed`` are read again
         (``None``: all), the others' lines are kept."""
+        async with self._drawing:
+            await self._refresh_chats(changed)
+
+    async def _refresh_chats(self, changed: set[ConversationId] | None) -> None:
         known = self._summaries
         self._summaries = {
             conversation: (
@@ -280,14 +338,23 @@ class TaubeApp(App[None]):
         )
 
     async def refresh_messages(self, keep: bool = False) -> None:
+        """The open chat's messages (``keep``: stay where the user is)."""
+        async with self._drawing:
+            await self._refresh_messages(keep)
+
+    async def _refresh_messages(self, keep: bool) -> None:
         conversation = self.open_chat
         if conversation is None:
             return
-        state = await self.client.state(conversation)
-        self.query_one("#chat-title", Static).update(
-            Text(model.heading(self.client, conversation, state))
+        await self._show_heading()
+        shown_now = self.message_list.ids() if keep else []
+        found = self.client.history(
+            conversation, limit=self._limit + 1 + (PAGE if shown_now else 0)
         )
-        found = self.client.history(conversation, limit=self._limit + 1)
+        ids = [m.id for m in found]
+        if shown_now and shown_now[0] in ids:
+            # what is on screen stays, new messages come below it
+            self._limit = max(self._limit, len(ids) - ids.index(shown_now[0]))
         more = len(found) > self._limit
         shown = found[-self._limit :]
         by_id = {m.id: m for m in found}
@@ -301,6 +368,8 @@ class TaubeApp(App[None]):
         """Open a chat (at a message: loads back until it is there)."""
         self.open_chat = conversation
         self._compose_mode(None, None)
+        self._typing.clear()
+        self._typing_sent = 0.0
         self._limit = PAGE
         if at is not None:
             while True:
@@ -350,6 +419,9 @@ class TaubeApp(App[None]):
         self._compose_mode(None, None)
         self.compose_box.clear()
         self.redraw(conversation)
+        if self._typing_sent:
+            self._typing_sent = 0.0
+            await self._send_typing(conversation, False)
 
     def on_compose_cancel(self, _event: Compose.Cancel) -> None:
         if self._editing is not None:
@@ -504,16 +576,25 @@ class TaubeApp(App[None]):
         self._ask(Ask(f"Save {name} to:", value=str(self.save_dir / name)), save)
 
     def _message_with_file(self) -> Message | None:
-        """The highlighted message if it has a file, else the newest with one."""
+        """The highlighted message if its file is on this device, else the
+        newest such message (a file the user sent is not kept: they have
+        it where they sent it from)."""
         chosen = self.message_list.selected_message()
-        if chosen is not None and model.files_of(chosen) and not chosen.deleted:
+        if chosen is not None and self._has_file(chosen):
             return chosen
         if self.open_chat is None:
             return None
         for message in reversed(self.client.history(self.open_chat, self._limit)):
-            if model.files_of(message) and not message.deleted:
+            if self._has_file(message):
                 return message
         return None
+
+    def _has_file(self, message: Message) -> bool:
+        return (
+            bool(model.files_of(message))
+            and not message.deleted
+            and self.client.attachment_path(message).is_file()
+        )
 
 
 def file_to_send(answer: str) -> Path:

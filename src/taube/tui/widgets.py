@@ -78,6 +78,10 @@ class MessageItem(ListItem):
         super().__init__(Static(text), id=f"msg-{message.id}")
         self.message = message
 
+    def update_message(self, message: Message, text: Text) -> None:
+        self.message = message
+        self.query_one(Static).update(text)
+
 
 class OlderItem(ListItem):
     """The first row while older messages are there: choosing it (or moving
@@ -109,6 +113,8 @@ class MessageList(ListView):
         """Show ``rows``; ``keep``: stay where the user is (on the message
         highlighted, or on the first one after loading older ones) unless
         they were at the newest, else go to the newest."""
+        if keep and await self._grow(rows, more):
+            return
         current = self.highlighted_child
         keep_id: MessageId | None = None
         if isinstance(current, OlderItem):
@@ -126,6 +132,27 @@ class MessageList(ListView):
         elif len(self):
             self.index = len(self) - 1
             self.scroll_end(animate=False)
+
+    async def _grow(self, rows: list[tuple[Message, Text]], more: bool) -> bool:
+        """Update the rows in place and add the new ones at the end, when
+        that is all that changed: the highlight stays, and a key pressed
+        meanwhile finds the list as it was (no rebuild)."""
+        shown = list(self.query(MessageItem))
+        ids = [item.message.id for item in shown]
+        if not ids or bool(self.query(OlderItem)) != more:
+            return False
+        if [m.id for m, _ in rows[: len(ids)]] != ids:
+            return False
+        at_end = self.index is None or self.index >= len(self) - 1
+        for item, (message, text) in zip(shown, rows, strict=False):
+            item.update_message(message, text)
+        added = rows[len(ids) :]
+        if added:
+            await self.extend(MessageItem(m, t) for m, t in added)
+            if at_end:
+                self.index = len(self) - 1
+                self.scroll_end(animate=False)
+        return True
 
     def select_message(self, msg_id: MessageId) -> bool:
         ids = self.ids()
