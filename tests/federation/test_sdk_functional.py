@@ -8,13 +8,20 @@ import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
 
+import msgspec
 import pytest
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PrivateKey
 
 from taube.client import Client
-from taube.proto.ids import ConversationId
-from taube.testing import ServerProcess
+from taube.proto import http
+from taube.proto.ids import ConversationId, UserId, new_device_id
+from taube.proto.keys import DeviceKeys, IdentityKey
+from taube.proto.signing import DOMAIN_DEVICE, DOMAIN_IDENTITY
+from taube.testing import RawClient, ServerProcess
+from taube.testing.rawclient import _public
 from taube.testing.services import free_port
-from tests.federation.conftest import Servers
+from tests.federation.conftest import RogueServer, Servers
 
 PASSWORD = "correct horse battery staple"
 _names = itertools.count()
@@ -92,3 +99,49 @@ async def test_an_address_without_a_taube_server_is_reached_by_mail(
     portal = alice.portal(chat)
     assert portal is not None
     assert portal.chat == "someone@mail.test"
+
+
+async def test_a_lying_remote_server_adds_no_trusted_device(
+    servers: Servers, sdk: SdkFactory, tmp_path: Path
+) -> None:
+    """evil.test answers key queries with a forged device certificate, a device
+    of someone else and an entry for a user of another domain: the user's own
+    server drops what names others, and the client trusts only certificates
+    that verify under the identity key."""
+    async with RogueServer("evil.test", tmp_path / "rogue") as rogue:
+        servers.start(["a.test"], extra_hosts={"evil.test": rogue.port})
+        alice = await sdk(servers["a.test"], "alice")
+        eve = RawClient("http://unused", "eve@evil.test")
+        identity = IdentityKey(
+            user=eve.user, identity_key=_public(eve.identity), signature="A" * 86
+        )
+        identity = msgspec.structs.replace(identity, signature=eve.sign(DOMAIN_IDENTITY, identity))
+
+        def device(user: str, signer: Ed25519PrivateKey) -> DeviceKeys:
+            keys = DeviceKeys(
+                user=UserId(user),
+                device=new_device_id(),
+                curve25519=_public(X25519PrivateKey.generate()),
+                ed25519=_public(Ed25519PrivateKey.generate()),
+                signature="A" * 86,
+            )
+            return msgspec.structs.replace(keys, signature=eve.sign(DOMAIN_DEVICE, keys, signer))
+
+        genuine = device(eve.address, eve.identity)
+        forged = device(eve.address, Ed25519PrivateKey.generate())
+        someone_elses = device(alice.user, eve.identity)
+        rogue.answers["/keys/query"] = msgspec.to_builtins(
+            http.KeysResponse(
+                users=[
+                    http.UserKeys(
+                        user=eve.user, identity=identity, devices=[genuine, forged, someone_elses]
+                    ),
+                    http.UserKeys(user=UserId(alice.user), identity=identity, devices=[genuine]),
+                ]
+            )
+        )
+        trusted = await alice.keys.devices_of([eve.user])
+        assert [d.device for d in trusted] == [genuine.device]
+        # alice's own entry came from her own server, not from evil.test
+        own = await alice.keys.devices_of([UserId(alice.user)])
+        assert genuine.device not in {d.device for d in own}
