@@ -83,6 +83,8 @@ async def test_a_browser_export_imports_in_the_sdk_on_another_server(
             archived = next(v for k, v in texts.items() if k.endswith("(archive)"))
             shown = [m.text for m in archived if m.type == ev.TEXT]
             assert shown == ["Hallo Ben, vor dem Umzug", "Hallo Ida", "ein Foto"]
+            mine = next(m for m in archived if m.text == "Hallo Ben, vor dem Umzug")
+            assert mine.sender == ida.user  # what she wrote is hers under the new address
             picture = next(m for m in archived if m.text == "ein Foto")
             assert ida.attachment_path(picture).read_bytes() == photo
             portal = ida.find_portal(EMAIL, ELSEWHERE)
@@ -132,10 +134,12 @@ async def test_an_sdk_export_imports_in_a_browser_and_a_wrong_code_changes_nothi
     await tid(page, "panel-back").click()
     await expect(tid(page, "conversation")).to_have_count(2)
     await open_conversation(page, f"{lea_address} (archive)")
-    await expect(message(page, "aus dem SDK")).to_be_visible()
+    await expect(message(page, "aus dem SDK")).to_have_attribute("data-mine", "true")
+    await expect(message(page, "ein blaues Bild")).to_have_attribute("data-mine", "false")
     await expect(tid(message(page, "ein blaues Bild"), "attachment-image")).to_be_visible()
     await expect(message(page, "aus dem SDK")).to_have_count(1)  # nothing twice
     await page.go_back()
     await open_conversation(page, ELSEWHERE)
     await expect(tid(tid(page, "chat"), "portal-badge")).to_be_visible()
     await expect(message(page, "eine Mail")).to_have_attribute("data-status", SENT)
+    await expect(message(page, "eine Mail")).to_have_attribute("data-mine", "true")

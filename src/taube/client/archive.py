@@ -196,6 +196,8 @@ class Archive:
         for row in dump.get("messages", []):
             by_conversation.setdefault(row[0], []).append(row)
         titles = dump.get("titles", {})
+        # what the user wrote under the old address is theirs here too
+        old_user = str(dump.get("user", ""))
         total, done = len(dump.get("messages", [])), 0
         for conversation, kind, _events, _updated in dump.get("conversations", []):
             rows = sorted(
@@ -218,7 +220,7 @@ class Archive:
                         target,
                         row[1],
                         index - len(rows),  # before anything new, in the old order
-                        UserId(row[3]),
+                        self._session.user if row[3] == old_user else UserId(row[3]),
                         DeviceId(row[4]),
                         row[5],
                         row[6],

@@ -274,7 +274,7 @@ export class Archives implements ArchivesView {
    * and what was left out. */
   async import(file: Blob, code: string, progress: ArchiveProgress = quiet): Promise<{ messages: number; leftOut: string[] }> {
     const { db, rows } = this.parts;
-    this.parts.account.need();
+    const me = this.parts.account.need().user;
     const files = await openArchive(file, code, progress);
     const json = files.get("history.json");
     if (!json) throw new ArchiveError("the archive holds no history");
@@ -299,7 +299,8 @@ export class Archives implements ArchivesView {
         target = await this.parts.createGroup(`${title || "Chat"} (archive)`, []);
       }
       const imported: MessageRow[] = list.map((r, index) => ({
-        conversation: target, id: r[1], seq: index - list.length, sender: r[3], senderDevice: r[4], ts: r[5], type: r[6],
+        // what the user wrote under the old address is theirs here too
+        conversation: target, id: r[1], seq: index - list.length, sender: r[3] === dump.user ? me : r[3], senderDevice: r[4], ts: r[5], type: r[6],
         content: JSON.parse(r[7]) as Record<string, unknown>, status: IMPORTED_STATUS[r[8]] ?? "sent", expiresMs: r[9], session: null, order: rows.nextOrder(),
       }));
       await db.write(["messages"], (put) => imported.forEach((row) => put("messages", row)));
