@@ -637,6 +637,22 @@ class Client:
     async def revoke_invite(self, link: str | InviteLink) -> None:
         await self._invites.revoke(_invite_link(link))
 
+    async def request_history(self, timeout: float | None = None) -> bool:
+        """Ask the user's other devices for their history (after a login with
+        the recovery code); with ``timeout``, wait that long for one to
+        arrive (the client must be connected) and say whether it did. Only devices certified by this device's identity key
+        are asked and believed."""
+        if not await self._own_history.request():
+            return False
+        if timeout is None:
+            return False
+        try:
+            async with asyncio.timeout(timeout):
+                await self._own_history.received.wait()
+        except TimeoutError:
+            return False
+        return True
+
     # ================================================================ people
 
     def _need_api(self) -> Api:
