@@ -640,8 +640,9 @@ class Client:
     async def request_history(self, timeout: float | None = None) -> bool:
         """Ask the user's other devices for their history (after a login with
         the recovery code); with ``timeout``, wait that long for one to
-        arrive (the client must be connected) and say whether it did. Only devices certified by this device's identity key
-        are asked and believed."""
+        arrive (the client must be connected) and say whether it did. Only
+        devices certified by this device's identity key are asked and
+        believed."""
         if not await self._own_history.request():
             return False
         if timeout is None:
