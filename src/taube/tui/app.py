@@ -117,6 +117,8 @@ class TaubeApp(App[None]):
         #: the chats to read again at the next redraw (``None``: all)
         self._changed: set[ConversationId] | None = set()
         self._summaries: dict[ConversationId, model.ChatSummary] = {}
+        #: what ``history`` gave since the last redraw: (limit, messages)
+        self._histories: dict[ConversationId, tuple[int, list[Message]]] = {}
         #: what Enter in the box does: answer this message, or edit it
         self._reply_to: Message | None = None
         self._editing: Message | None = None
@@ -181,6 +183,7 @@ class TaubeApp(App[None]):
 
     async def on_client_event(self, event: ev.Event) -> None:
         if isinstance(event, Received):
+            self._histories.pop(event.message.conversation, None)
             self._notify_message(event.message)
             if event.message.conversation == self.open_chat and model.shown(event.message):
                 self._typing.pop(event.message.sender, None)
@@ -244,8 +247,11 @@ class TaubeApp(App[None]):
         once for a burst."""
         if conversation is None:
             self._changed = None
-        elif self._changed is not None:
-            self._changed.add(conversation)
+            self._histories.clear()
+        else:
+            self._histories.pop(conversation, None)
+            if self._changed is not None:
+                self._changed.add(conversation)
         self._dirty.set()
 
     async def _redraw(self) -> None:
@@ -254,6 +260,7 @@ class TaubeApp(App[None]):
             await asyncio.sleep(REDRAW_AFTER)
             self._dirty.clear()
             changed, self._changed = self._changed, set()
+            self._histories.clear()
             try:
                 await self.refresh_chats(changed)
                 if changed is None or self.open_chat in changed:
@@ -326,7 +333,12 @@ class TaubeApp(App[None]):
             conversation: (
                 known[conversation]
                 if changed is not None and conversation not in changed and conversation in known
-                else model.summary(self.client, conversation, state)
+                else model.summary(
+                    self.client,
+                    conversation,
+                    state,
+                    self._history(conversation, model.UNREAD_WINDOW),
+                )
             )
             for conversation, state in await self.client.conversations()
         }
@@ -348,9 +360,7 @@ class TaubeApp(App[None]):
             return
         await self._show_heading()
         shown_now = self.message_list.ids() if keep else []
-        found = self.client.history(
-            conversation, limit=self._limit + 1 + (PAGE if shown_now else 0)
-        )
+        found = self._history(conversation, self._limit + 1 + (PAGE if shown_now else 0))
         ids = [m.id for m in found]
         if shown_now and shown_now[0] in ids:
             # what is on screen stays, new messages come below it
@@ -367,13 +377,14 @@ class TaubeApp(App[None]):
     async def open(self, conversation: ConversationId, at: MessageId | None = None) -> None:
         """Open a chat (at a message: loads back until it is there)."""
         self.open_chat = conversation
+        self._histories.clear()
         self._compose_mode(None, None)
         self._typing.clear()
         self._typing_sent = 0.0
         self._limit = PAGE
         if at is not None:
             while True:
-                found = self.client.history(conversation, limit=self._limit)
+                found = self._history(conversation, self._limit)
                 if at in [m.id for m in found] or len(found) < self._limit:
                     break
                 self._limit += PAGE
@@ -387,7 +398,7 @@ class TaubeApp(App[None]):
         conversation = self.open_chat
         if conversation is None:
             return
-        unread = model.unread_of(self.client, self.client.history(conversation, PAGE))
+        unread = model.unread_of(self.client, self._history(conversation, PAGE))
         if unread:
             await self.client.mark_read(conversation, [str(i) for i in unread])
             self.redraw(conversation)
@@ -398,6 +409,15 @@ class TaubeApp(App[None]):
         if isinstance(event.item, ChatItem):
             await self.open(event.item.chat.conversation)
             self.compose_box.focus()
+
+    def _history(self, conversation: ConversationId, limit: int) -> list[Message]:
+        """``client.history``, read at most once per chat between redraws
+        (the SDK reads a whole chat for it: a long one costs)."""
+        cached = self._histories.get(conversation)
+        if cached is None or cached[0] < limit:
+            cached = (limit, self.client.history(conversation, limit))
+            self._histories[conversation] = cached
+        return cached[1][-limit:]
 
     async def on_message_list_older(self, _event: MessageList.Older) -> None:
         if self.open_chat is None:
@@ -584,7 +604,7 @@ class TaubeApp(App[None]):
             return chosen
         if self.open_chat is None:
             return None
-        for message in reversed(self.client.history(self.open_chat, self._limit)):
+        for message in reversed(self._history(self.open_chat, self._limit)):
             if self._has_file(message):
                 return message
         return None

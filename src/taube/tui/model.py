@@ -85,8 +85,14 @@ def unread_of(client: Client, messages: list[Message]) -> list[MessageId]:
     ]
 
 
-def summary(client: Client, conversation: ConversationId, state: ConversationState) -> ChatSummary:
-    messages = [m for m in client.history(conversation, UNREAD_WINDOW) if shown(m)]
+def summary(
+    client: Client,
+    conversation: ConversationId,
+    state: ConversationState,
+    history: list[Message],
+) -> ChatSummary:
+    """A chat's line in the list, from its newest ``UNREAD_WINDOW`` messages."""
+    messages = [m for m in history if shown(m)]
     last = messages[-1] if messages else None
     return ChatSummary(
         conversation=conversation,
