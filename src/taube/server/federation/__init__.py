@@ -252,6 +252,7 @@ class Federation:
         )
         if not fresh:
             raise ProtocolError(ErrorCode.CONFLICT, "replayed transaction")
+        self.outbound.heard_from(signed.origin)
         return signed.origin
 
     async def run(self) -> None:

@@ -82,6 +82,7 @@ class Outbound:
         self.federation = federation
         self.store = store
         self._wake: dict[str, asyncio.Event] = {}
+        self._alive: dict[str, asyncio.Event] = {}
         self._workers: dict[str, asyncio.Task[None]] = {}
         self._homes: dict[ConversationId, bool] = {}
         self._rescan = asyncio.Event()
@@ -115,22 +116,35 @@ class Outbound:
         self._wake[domain].set()
         self._workers[domain] = asyncio.create_task(self._worker(domain), name=f"to {domain}")
 
+    def heard_from(self, domain: str) -> None:
+        """``domain``'s server just made a signed request here: it is up, so a
+        worker waiting out its backoff for it tries again at once."""
+        alive = self._alive.get(domain)
+        if alive is not None:
+            alive.set()
+
     async def _worker(self, domain: str) -> None:
         wake = self._wake[domain]
+        alive = self._alive[domain] = asyncio.Event()
         backoff = 0.0
+        # The first push goes even when empty: it tells the other server that
+        # this one is (back) up, so it sends what it kept for us at once.
+        announce = True
         while True:
             wake.clear()
+            alive.clear()
             try:
-                busy = await self.push(domain)
-            except ProtocolError as exc:
+                busy = await self.push(domain, announce=announce)
+                announce = False
+            except Exception as exc:
                 backoff = min(MAX_BACKOFF_S, max(0.5, backoff * 2))
-                log.info("cannot push to %s: %s; again in %.1f s", domain, exc.message, backoff)
-                await asyncio.sleep(backoff * random.uniform(0.75, 1.25))  # noqa: S311
-                continue
-            except Exception:
-                log.exception("pushing to %s failed", domain)
-                backoff = min(MAX_BACKOFF_S, max(0.5, backoff * 2))
-                await asyncio.sleep(backoff)
+                if isinstance(exc, ProtocolError):
+                    log.info("cannot push to %s: %s; again in %.1f s", domain, exc.message, backoff)
+                else:
+                    log.exception("pushing to %s failed", domain)
+                with contextlib.suppress(TimeoutError):
+                    delay = backoff * random.uniform(0.75, 1.25)  # noqa: S311 - not a secret
+                    await asyncio.wait_for(alive.wait(), delay)
                 continue
             backoff = 0.0
             if not busy:
@@ -147,8 +161,9 @@ class Outbound:
             self._homes[conversation] = home
         return home
 
-    async def push(self, domain: str) -> bool:
-        """Push one transaction to ``domain``; ``False`` if nothing was waiting."""
+    async def push(self, domain: str, *, announce: bool = False) -> bool:
+        """Push one transaction to ``domain``; ``False`` if nothing was waiting
+        (``announce``: send one anyway, empty if need be)."""
         store = self.store
         cursor = server_cursor(domain)
         own = self.federation.domain
@@ -195,9 +210,9 @@ class Outbound:
                 # everything up to the head was read: what is missing expired
                 passed[conversation] = max(passed.get(conversation, 0), head)
         to_device = await store.engine.read(stored.fetch_to_devices, domain, MAX_TO_DEVICE)
-        if not entries and not to_device and not passed:
+        if not entries and not to_device and not passed and not announce:
             return False
-        if entries or to_device:
+        if entries or to_device or announce:
             batches: dict[tuple[str, str], FederatedToDevice] = {}
             changed: list[UserId] = []
             for row in to_device:
