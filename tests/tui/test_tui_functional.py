@@ -9,6 +9,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+from textual import events
+
 from taube.client import Client, Typing
 from taube.proto.ids import ConversationId
 from taube.testing import ServerProcess
@@ -90,6 +92,12 @@ async def test_scroll_back_through_a_long_chat(
         await until(pilot, lambda: len(shown_texts(app)) == 50)
         assert shown_texts(app)[-1] == "line 119"
         assert app.message_list.query(OlderItem)
+        # the mouse wheel at the top of the chat brings the next 50
+        app.message_list.scroll_home(animate=False)
+        await pilot.pause()
+        # (the pilot has no public wheel; its own helper posts the event where a mouse would)
+        await pilot._post_mouse_events([events.MouseScrollUp], "#messages")
+        await until(pilot, lambda: len(shown_texts(app)) == 100)
         # up through the messages: at the top, older ones come
         app.message_list.focus()
         for _ in range(200):
