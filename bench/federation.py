@@ -128,9 +128,8 @@ async def _open_loop(
         msg_id = new_message_id()
         sent[msg_id] = due  # from the intended time: the generator's lag counts
         await alice.send_frame(frames.Send(conversation=ConversationId(chat), id=msg_id, body=body))
-    deadline = time.perf_counter() + drain_s
-    while time.perf_counter() < deadline and not all(m in bob.arrived for m in sent):
-        await asyncio.sleep(0.02)
+    with contextlib.suppress(TimeoutError):
+        await bob.wait_for(lambda: all(m in bob.arrived for m in sent), drain_s)
     latencies = [(bob.arrived[m] - t) * 1000 for m, t in sent.items() if m in bob.arrived]
     return latencies, len(latencies)
 

@@ -229,9 +229,7 @@ async def serve(
             asyncio.create_task(sweep_forever(store, clock, config.retention), name="retention"),
         ]
         if srv.federation is not None:
-            background.append(
-                asyncio.create_task(srv.federation.run(), name="federation")
-            )
+            background.append(asyncio.create_task(srv.federation.run(), name="federation"))
         if config.bus.recheck_s > 0:
             background.append(
                 asyncio.create_task(srv.recheck_forever(config.bus.recheck_s), name="recheck")
