@@ -63,9 +63,7 @@ class Portals:
         now = time.monotonic()
         foreign = [u for u in dict.fromkeys(users) if domain_of(u) != own]
         unknown = [
-            u
-            for u in foreign
-            if u not in self._on_taube and self._not_on_taube.get(u, 0.0) <= now
+            u for u in foreign if u not in self._on_taube and self._not_on_taube.get(u, 0.0) <= now
         ]
         if unknown:
             _, api, _ = session.need()
