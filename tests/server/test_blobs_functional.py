@@ -157,3 +157,35 @@ async def test_blob_in_two_conversations_waits_for_both(
     status, body = await _error(alice.download(blob))
     assert status == 404
     assert body["error"] == "not_found"
+
+
+async def test_a_member_added_later_gets_no_attachment_from_before(
+    shared_server: ServerProcess, clients: Clients
+) -> None:
+    make = clients(shared_server)
+    alice, bob, carol = await make("alice"), await make("bob"), await make("carol")
+    bob.auto_ack = False  # the old entry stays in the log while carol joins
+    group = await alice.group([bob.address])
+    old = seal(b"before carol came")
+    old_blob = await alice.upload(old)
+    await alice.send(group, b"an old photo", blobs=[old_blob])
+    await bob.wait_for(lambda: len(bob.messages(group)) == 1)
+
+    await alice.add(group, carol.address)
+    # the entry naming the old blob is still in the log, but it came before
+    # carol's join: exactly as if it did not exist
+    missing = await _error(carol.download(new_blob_id()))
+    assert await _error(carol.download(old_blob)) == missing
+    # nor may she name it in a message of her own to get it
+    error = await _send_error(carol, group, [old_blob])
+    assert error.code == "not_found"
+    assert await bob.download(old_blob) == old
+
+    # what is sent after the join she gets; so does an old blob sent again
+    new = seal(b"after carol came")
+    new_blob = await alice.upload(new)
+    await alice.send(group, b"a new photo", blobs=[new_blob])
+    await alice.send(group, b"the old one again", blobs=[old_blob])
+    await carol.wait_for(lambda: len(carol.messages(group)) == 2)
+    assert await carol.download(new_blob) == new
+    assert await carol.download(old_blob) == old

@@ -142,10 +142,13 @@ async def _may_reference(tx: Tx, blob: BlobId, user: UserId) -> bool:
 
 
 async def blob_visible(tx: Tx, blob: BlobId, user: UserId) -> bool:
-    """A member of a conversation whose log names the blob may download it."""
+    """A member of a conversation whose log names the blob may download it,
+    if the entry naming it came at or after their join: a member added later
+    gets no attachment from before (the log is pruned lazily, so the entry may
+    still be there)."""
     row = await tx.fetchone(
         "SELECT 1 FROM blob_refs r JOIN members m ON m.conversation = r.conversation"
-        " WHERE r.blob = ? AND m.user_id = ? LIMIT 1",
+        " WHERE r.blob = ? AND m.user_id = ? AND r.seq >= m.joined_seq LIMIT 1",
         blob,
         user,
     )

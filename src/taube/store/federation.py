@@ -82,11 +82,12 @@ async def has_member_of(tx: Tx, conversation: ConversationId, domain: str) -> bo
 
 async def blob_visible_to(tx: Tx, blob: str, domain: str) -> int | None:
     """The blob's size if a user of ``domain`` is a member of a conversation
-    whose log names it (that server may fetch it), else ``None``."""
+    whose log names it at or after their join (that server may fetch it),
+    else ``None``."""
     row = await tx.fetchone(
         "SELECT b.size FROM blobs b WHERE b.blob = ? AND EXISTS (SELECT 1 FROM blob_refs r"
         " JOIN members m ON m.conversation = r.conversation"
-        " WHERE r.blob = b.blob AND m.user_id LIKE ?)",
+        " WHERE r.blob = b.blob AND m.user_id LIKE ? AND r.seq >= m.joined_seq)",
         blob,
         "%@" + domain,
     )
