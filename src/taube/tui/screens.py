@@ -100,6 +100,12 @@ class MemberChange:
     remove: str = ""
 
 
+def who(client: Client, user: str) -> str:
+    """A member: name and address, or the address alone."""
+    name = name_of(client, user)
+    return user if name == user else f"{name} <{user}>"
+
+
 class MembersDialog(Dialog[MemberChange]):
     """Who is in the chat (and with which role); add someone, or remove the
     one highlighted with Delete."""
@@ -120,7 +126,7 @@ class MembersDialog(Dialog[MemberChange]):
         with Vertical(classes="dialog"):
             yield Label(Text(f"Members of {title_of(client, self.conversation, state)}"))
             rows = [
-                ListItem(Label(Text(f"{name_of(client, user)} <{user}> · {role.value}")), name=user)
+                ListItem(Label(Text(f"{who(client, user)} · {role.value}")), name=user)
                 for user, role in sorted(state.members.items())
             ]
             if portal is not None:
