@@ -9,13 +9,18 @@ import os
 import sqlite3
 from collections.abc import Callable
 
+import aiohttp
+from aiohttp import web
+from yarl import URL
+
 from taube.proto import frames, http
 from taube.proto.ids import ConversationId, DeviceId, UserId, new_message_id
 from taube.proto.state import Kind, Member, Role
 from taube.testing import RawClient, ServerProcess, seal
 from taube.testing.canary import canary, scan
+from taube.testing.services import free_port
 from tests.conftest import second_device
-from tests.federation.conftest import Servers, UserFactory, chat_across
+from tests.federation.conftest import Servers, UserFactory, chat_across, hosts_env
 
 
 async def _texts(client: RawClient, conversation: str, count: int, timeout: float = 60.0) -> None:
@@ -241,3 +246,74 @@ async def test_typing_crosses_servers(servers: Servers, users: UserFactory) -> N
         )
 
     await bob.wait_for(typing, 20)
+
+
+class DroppingProxy:
+    """Stands for b.test towards a.test: passes discovery, keys and key
+    queries on to b.test, and drops every push (``/send``): a.test's pushes
+    to b.test fail while everything else works."""
+
+    def __init__(self, target: ServerProcess) -> None:
+        self.target = target
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.runner: web.AppRunner | None = None
+
+    async def __aenter__(self) -> DroppingProxy:
+        app = web.Application()
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.runner = web.AppRunner(app)
+        await self.runner.setup()
+        await web.TCPSite(self.runner, "127.0.0.1", self.port).start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.runner is not None:
+            await self.runner.cleanup()
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        if request.path == "/.well-known/taube/server":
+            return web.json_response({"server": self.url})
+        if request.path.endswith("/send"):
+            return web.json_response({"error": "unavailable", "message": "dropped"}, status=503)
+        headers = {k: v for k, v in request.headers.items() if k.lower().startswith("taube-")}
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                request.method,
+                URL(self.target.url + request.path_qs, encoded=True),
+                data=await request.read(),
+                headers=headers,
+            ) as answer,
+        ):
+            return web.Response(
+                body=await answer.read(), status=answer.status, content_type="application/json"
+            )
+
+
+async def test_a_replica_that_missed_a_join_catches_up_from_the_sender(
+    servers: Servers, users: UserFactory
+) -> None:
+    """a.test (the home) cannot push to b.test when alice adds carol; carol's
+    message reaches b through c.test, and b learns of carol's join from c's
+    chain before it stores the message: nothing is lost."""
+    servers.start(["a.test", "b.test", "c.test"])
+    alice = await users(servers["a.test"], "alice")
+    bob = await users(servers["b.test"], "bob")
+    carol = await users(servers["c.test"], "carol")
+    group = await alice.group([bob.address])
+    await _joined(bob, group)
+
+    async with DroppingProxy(servers["b.test"]) as proxy:
+        a = servers["a.test"]
+        await alice.disconnect()
+        a.stop()
+        ports = dict(servers.ports, **{"b.test": proxy.port})
+        a.env["TAUBE_FEDERATION_HOSTS"] = hosts_env(ports)["TAUBE_FEDERATION_HOSTS"]
+        a.start()
+        await alice.connect()
+        await alice.add(group, carol.address)
+        await _joined(carol, group)
+        await carol.send(group, b"hello from c")
+        await _texts(bob, group, 1)
+        assert bob.texts(group) == [b"hello from c"]

@@ -148,7 +148,10 @@ async def _depth(srv: Server, conversation: ConversationId) -> int:
 
 
 async def _queue_message(
-    srv: Server, origin: str, entry: FederatedMessage, known: set[ConversationId]
+    srv: Server,
+    origin: str,
+    entry: FederatedMessage,
+    known: dict[ConversationId, frozenset[UserId]],
 ) -> asyncio.Future[Stored]:
     """Check a message and hand it to the store; the future resolves once it
     is durable. Messages of one transaction are queued back to back, so they
@@ -156,10 +159,18 @@ async def _queue_message(
     if domain_of(UserId(entry.sender)) != origin:
         raise _refused(ErrorCode.FORBIDDEN, f"{entry.sender} is not a user of {origin}")
     conversation = ConversationId(entry.conversation)
-    if conversation not in known:
+    sender = UserId(entry.sender)
+    members = known.get(conversation)
+    if members is None or sender not in members:
         if await srv.store.engine.read(stored.conversation_creator, conversation) is None:
             await _replicate(srv, origin, conversation)
-        known.add(conversation)
+        members = known[conversation] = await srv.store.members_of(conversation)
+    if sender not in members:
+        # The sender may have joined by an event this replica has not had yet
+        # (the home's push is late or lost, the origin's message came first):
+        # catch up from the origin's chain before refusing.
+        await _replicate(srv, origin, conversation)
+        members = known[conversation] = await srv.store.members_of(conversation)
     for blob in dict.fromkeys(entry.blobs):
         await _fetch_blob(srv, origin, UserId(entry.sender), blob)
     return srv.store.send_message(
@@ -266,7 +277,7 @@ async def federation_send(
 ) -> TransactionResult:
     results: list[EntryResult] = [EntryResult() for _ in body.entries]
     waiting: list[tuple[int, FederatedMessage, asyncio.Future[Stored]]] = []
-    known: set[ConversationId] = set()
+    known: dict[ConversationId, frozenset[UserId]] = {}
 
     async def settle() -> None:
         try:
