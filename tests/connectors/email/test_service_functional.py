@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import pytest
 
 from taube.client import Client
@@ -22,8 +23,8 @@ from taube.crypto import VerifiedDevice
 from taube.testing import ServerProcess
 from taube.testing.canary import scan
 from taube.testing.mailserver import MailServer
-from tests.connectors.conftest import PASSWORD
-from tests.connectors.email.test_connector_functional import inbox, wait_for
+from tests.connectors.conftest import PASSWORD, account_of
+from tests.connectors.email.test_connector_functional import inbox, letter, submit, wait_for
 
 pytestmark = pytest.mark.services
 
@@ -209,3 +210,79 @@ async def test_only_the_users_own_devices_may_configure_the_connector(
         running.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await running
+
+
+class CuttableLine:
+    """A TCP relay to the IMAP server that the test can cut and mend, as a
+    network that drops a connection (the server does not say goodbye)."""
+
+    def __init__(self, target_port: int) -> None:
+        self.target_port = target_port
+        self.port = 0
+        self._server: asyncio.Server | None = None
+        self._writers: list[asyncio.StreamWriter] = []
+
+    async def open(self) -> int:
+        self._server = await asyncio.start_server(self._relay, "127.0.0.1", self.port)
+        self.port = self._server.sockets[0].getsockname()[1]
+        return self.port
+
+    async def _relay(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        upstream_reader, upstream = await asyncio.open_connection("127.0.0.1", self.target_port)
+        self._writers += [writer, upstream]
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            sink.close()
+
+        await asyncio.gather(pipe(reader, upstream), pipe(upstream_reader, writer))
+
+    async def cut(self) -> None:
+        assert self._server is not None
+        self._server.close()
+        for writer in self._writers:
+            writer.close()
+        self._writers = []
+        await self._server.wait_closed()
+
+
+async def test_a_dropped_mailbox_shows_as_reconnecting_and_nothing_is_lost(
+    tmp_path: Path, server: ServerProcess, mail: MailServer, clients: contextlib.AsyncExitStack
+) -> None:
+    """A connection that drops during IDLE is noticed at once (not after the
+    IDLE renewal), the status says so, and the connector comes back."""
+    box = mail.add_user("alice@example.org")
+    bob = mail.add_user("bob@plain.example")
+    line = CuttableLine(box.imap_port)
+    port = await line.open()
+    device = await clients.enter_async_context(Client(tmp_path / "connector"))
+    await device.register(server.url, box.addr, PASSWORD)
+    assert device.profile is not None
+    account = msgspec.structs.replace(account_of(box), imap_port=port)
+    device.profile.put_secret(SECRET_NAME, account.to_bytes())
+    await device.sync()
+    seen: list[tuple[State, str]] = []
+    service = MailService(device, on_status=lambda s: seen.append((s.state, s.error)))
+    running = asyncio.create_task(service.run())
+    try:
+        await wait_for(lambda: service.state == State.CONNECTED, 30)
+        chat = await device.start_chat(bob.addr)
+        await line.cut()
+        await wait_for(lambda: service.state == State.RECONNECTING, 10)
+        assert "closed the connection" in service.error
+        await submit(bob, letter(bob.addr, box.addr, "while you were away", message_id="w@plain"))
+        await line.open()  # the network is back
+        await wait_for(lambda: service.state == State.CONNECTED, 90)
+        await wait_for(
+            lambda: any(m.text == "while you were away" for m in device.history(chat)), 30
+        )
+        assert [m.text for m in device.history(chat)].count("while you were away") == 1
+        assert [s for s, _ in seen][-3:] == [State.CONNECTED, State.RECONNECTING, State.CONNECTED]
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+        await line.cut()

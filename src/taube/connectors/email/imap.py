@@ -47,6 +47,8 @@ class Mailbox:
         self.folder = folder
         self.uidvalidity = 0
         self._imap: aioimaplib.IMAP4 | None = None
+        #: set when the server closed the connection (IDLE would not notice)
+        self._gone = asyncio.Event()
 
     async def __aenter__(self) -> Self:
         account = self._account
@@ -56,9 +58,15 @@ class Mailbox:
                 port=account.imap_port,
                 timeout=TIMEOUT,
                 ssl_context=ssl.create_default_context(),
+                conn_lost_cb=self._lost,
             )
         else:
-            imap = aioimaplib.IMAP4(host=account.imap_host, port=account.imap_port, timeout=TIMEOUT)
+            imap = aioimaplib.IMAP4(
+                host=account.imap_host,
+                port=account.imap_port,
+                timeout=TIMEOUT,
+                conn_lost_cb=self._lost,
+            )
         self._imap = imap
         try:
             await imap.wait_hello_from_server()
@@ -83,6 +91,9 @@ class Mailbox:
         tb: TracebackType | None,
     ) -> None:
         await self._close()
+
+    def _lost(self, exc: Exception | None) -> None:
+        self._gone.set()
 
     async def _close(self) -> None:
         imap, self._imap = self._imap, None
@@ -148,13 +159,22 @@ class Mailbox:
         ``True`` if something came."""
         imap = self.imap
         waiting = await imap.idle_start(timeout=timeout)
+        push = asyncio.ensure_future(imap.wait_server_push(timeout=timeout + 5))
+        gone = asyncio.ensure_future(self._gone.wait())
         try:
-            pushed = await imap.wait_server_push(timeout=timeout + 5)
-        except TimeoutError:
-            pushed = []
+            await asyncio.wait({push, gone}, return_when=asyncio.FIRST_COMPLETED)
+            if self._gone.is_set():
+                waiting.cancel()
+                raise ConnectionError("the IMAP server closed the connection")
+            try:
+                pushed = push.result()
+            except TimeoutError:
+                pushed = []
         finally:
-            imap.idle_done()
-            await asyncio.wait_for(waiting, TIMEOUT)
+            push.cancel()
+            gone.cancel()
+        imap.idle_done()
+        await asyncio.wait_for(waiting, TIMEOUT)
         return pushed != aioimaplib.STOP_WAIT_SERVER_PUSH and any(
             b"EXISTS" in bytes(line) for line in pushed
         )
