@@ -487,6 +487,9 @@ export async function createFixture(options: FixtureOptions): Promise<Client & {
     open(id) {
       openId.value = id;
     },
+    async reachedByMail(address) {
+      return !address.endsWith("@taube.example");
+    },
     async startChat(address) {
       const existing = data.find((c) => c.kind === "direct" && c.members[address]);
       if (existing) return existing.id;

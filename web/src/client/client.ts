@@ -58,7 +58,7 @@ import type {
 import { Outbox } from "./outbox";
 import { OwnHistory } from "./own-history";
 import { People } from "./people";
-import { emailPortal, isOwnDomain, Portals } from "./portals";
+import { emailPortal, Portals, Reach } from "./portals";
 import { Receiver } from "./receiver";
 import { Session } from "./session";
 import { ClientError, parseAddress, type ChainSource } from "./types";
@@ -88,6 +88,7 @@ export class Engine implements Client {
   private readonly receiver: Receiver;
   private readonly invites: Invites;
   private readonly people: People;
+  private readonly reach: Reach;
   private readonly ownHistory: OwnHistory;
   /** logged in with the recovery code: ask the other devices for history once online */
   private wantHistory = false;
@@ -122,6 +123,7 @@ export class Engine implements Client {
     this.verification = new Verification(account, this.carrier, this.contacts, this.outbox, report);
     this.invites = new Invites(account, db, api, this.carrier, this.contacts, (address) => this.startChat(address), changed);
     this.people = new People(api);
+    this.reach = new Reach(api);
     this.ownHistory = new OwnHistory(account, this.carrier, this.history, () => this.reloadProfile());
     this.connectors = new Connectors(account, this.carrier);
     this.calls = new Calls(account, api, this.carrier, chains, this.outbox);
@@ -362,14 +364,18 @@ export class Engine implements Client {
     this.openSig.value = conversation;
   }
 
-  /** The chat with `address`: the direct chat, or, for an address on
-   * another domain, the e-mail portal that the user's connector serves
-   * (taube servers do not talk to each other yet, so every other domain is
-   * e-mail for now). */
-  startChat(address: string): Promise<string> {
+  /** The chat with `address`: the direct chat (also with someone on another
+   * taube server: the servers federate), or, for an address on another
+   * domain without a taube account there, the e-mail portal that the
+   * user's connector serves. */
+  async startChat(address: string): Promise<string> {
     const other = parseAddress(address);
-    if (!isOwnDomain(other, this.session.need().user)) return this.portals.open(emailPortal(other));
+    if (await this.reach.byMail(other, this.session.need().user)) return this.portals.open(emailPortal(other));
     return this.conversations.startChat(other);
+  }
+
+  reachedByMail(address: string): Promise<boolean> {
+    return this.reach.byMail(parseAddress(address), this.session.need().user);
   }
 
   createGroup(title: string, members: string[]): Promise<string> {

@@ -258,6 +258,8 @@ export interface Actions {
   // conversations
   open(conversation: ConversationId | null): void;
   startChat(address: string): Promise<ConversationId>;
+  /** an address on another domain without a taube account there: a chat with it goes by e-mail */
+  reachedByMail(address: string): Promise<boolean>;
   createGroup(title: string, members: string[]): Promise<ConversationId>;
   addMember(conversation: ConversationId, address: string, role?: Role): Promise<void>;
   removeMember(conversation: ConversationId, address: string): Promise<void>;

@@ -6,7 +6,8 @@
 // answers with a portal message naming itself (`by`), brings the other
 // side's messages in as `text` messages carrying `remote`, and says how it
 // sent the user's messages on in `relay` annotations.
-import { MESSAGE_TYPE } from "../gen/proto";
+import { MESSAGE_TYPE, type KeysResponse } from "../gen/proto";
+import type { Api } from "./api";
 import type { Portal, Relayed, Remote } from "./model";
 import type { Sender } from "./types";
 
@@ -115,6 +116,32 @@ export class Portals {
 /** Is `address` on the user's own domain (the only one this server hosts)? */
 export function isOwnDomain(address: string, user: string): boolean {
   return domainOf(address) === domainOf(user);
+}
+
+/** How long "this address has no taube account" is believed (ms). */
+const NOT_ON_TAUBE_MS = 300_000;
+
+/** Which addresses on other domains have a taube account there (federation;
+ * the SDK's `Portals.by_mail`). The user's own server answers: it asks the
+ * other domain's server, the browser never talks to a foreign server. */
+export class Reach {
+  private readonly onTaube = new Set<string>();
+  private readonly notOnTaube = new Map<string, number>();
+
+  constructor(private readonly api: Api) {}
+
+  /** Is `address` reached by e-mail: on another domain, without a taube account there? */
+  async byMail(address: string, user: string): Promise<boolean> {
+    if (isOwnDomain(address, user) || this.onTaube.has(address)) return false;
+    if ((this.notOnTaube.get(address) ?? 0) > Date.now()) return true;
+    const found = await this.api.call<KeysResponse>("POST", "/keys/query", { users: [address] });
+    if (found.users.some((entry) => entry.user === address && entry.identity)) {
+      this.onTaube.add(address);
+      return false;
+    }
+    this.notOnTaube.set(address, Date.now() + NOT_ON_TAUBE_MS);
+    return true;
+  }
 }
 
 function domainOf(address: string): string {

@@ -90,13 +90,37 @@ function useSuggestions(typed: string): Suggestion[] {
   return [...own, ...strangers];
 }
 
+/** Whether `address` (on another domain) has a taube account there, asked
+ * of the user's own server once typing pauses: "" while unknown. */
+function useReach(address: string): "" | "taube" | "email" {
+  const client = useClient();
+  const [found, setFound] = useState<{ address: string; reach: "taube" | "email" } | null>(null);
+  useEffect(() => {
+    if (!address) return;
+    let current = true;
+    const timer = setTimeout(() => {
+      client
+        .reachedByMail(address)
+        .then((byMail) => current && setFound({ address, reach: byMail ? "email" : "taube" }))
+        .catch(() => undefined); // the server cannot tell now: the hint keeps looking
+    }, 300);
+    return () => {
+      current = false;
+      clearTimeout(timer);
+    };
+  }, [address, client]);
+  return found !== null && found.address === address ? found.reach : "";
+}
+
 export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element {
   const { client, busy, error, setError, open } = useMaker(onClose);
   const [address, setAddress] = useState("");
   const typed = address.trim().toLowerCase();
   const suggestions = useSuggestions(address);
   const me = client.state.session.value?.user ?? "";
-  const byEmail = ADDRESS_RE.test(typed) && me !== "" && domainOf(typed) !== domainOf(me);
+  const elsewhere = ADDRESS_RE.test(typed) && me !== "" && domainOf(typed) !== domainOf(me);
+  const reach = useReach(elsewhere ? typed : "");
+  const byEmail = elsewhere && reach === "email";
 
   async function submit(e: Event): Promise<void> {
     e.preventDefault();
@@ -126,9 +150,13 @@ export function NewChatDialog({ onClose }: { onClose: () => void }): JSX.Element
             data-testid="new-chat-address"
           />
           <span class="field__hint" id="new-chat-hint" aria-live="polite" data-testid="new-chat-hint" data-network={byEmail ? "email" : "taube"}>
-            {byEmail
-              ? "✉ Not on this server: the chat goes by e-mail through your connector."
-              : `Someone on this server (…@${domainOf(me) || "example.org"}), or any e-mail address.`}
+            {!elsewhere
+              ? `Someone on this server (…@${domainOf(me) || "example.org"}), or any e-mail address.`
+              : reach === "taube"
+                ? `On another taube server (…@${domainOf(typed)}): a chat like any other.`
+                : reach === "email"
+                  ? "✉ Not on this server: the chat goes by e-mail through your connector."
+                  : `Looking for …@${domainOf(typed)}…`}
           </span>
         </label>
         {suggestions.length > 0 && (
