@@ -26,6 +26,7 @@ from taube.client import (
     Received,
     SendingBlocked,
     Undecryptable,
+    waiting,
 )
 from taube.crypto import (
     TYPE_ROOM_KEY,
@@ -506,6 +507,65 @@ async def test_messages_waiting_for_their_key_are_not_missing(net: Net) -> None:
     assert await wait_texts(bob, group, 4) == ["g0", "g1", "g2", "g3"]
     assert net.events(bob, MissingMessages) == []
     assert net.events(bob, Undecryptable) == []
+
+
+async def _held_group(net: Net, count: int) -> tuple[Client, Client, ConversationId, Hold]:
+    """alice sends ``count`` messages into a group with bob while a server
+    withholds the room key from bob: they wait at bob's for their key."""
+    proxy = await net.proxy()
+    alice, bob = await net.client("alice"), await net.client("bob", via=proxy)
+    group = await alice.create_group([bob.user])
+    key = Hold(proxy, lambda f: isinstance(f, frames.ToDevice), device=bob.device)
+    for i in range(count):
+        await alice.send_text(group, f"w{i}")
+    await alice.flush()
+    await eventually(
+        lambda: (
+            len(key.held) == 1
+            and len([f for f in proxy.sent_to(bob.device, frames.Message) if is_msg(f, group)])
+            == count
+        ),
+        what="messages and key at the proxy",
+    )
+    return alice, bob, group, key
+
+
+def _waiting(client: Client) -> int:
+    assert client.profile is not None
+    return int(client.profile.execute("SELECT count(*) FROM undecrypted").fetchone()[0])
+
+
+async def test_a_server_cannot_make_endless_messages_wait(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Messages that cannot be decrypted yet wait, but only so many per
+    sending device: beyond that one is refused at once, with a warning."""
+    monkeypatch.setattr(waiting, "PER_DEVICE", 3)
+    alice, bob, group, key = await _held_group(net, 5)
+    await eventually(lambda: len(net.events(bob, Undecryptable)) == 2, what="two refused at bob's")
+    assert _waiting(bob) == 3
+    assert {e.reason for e in net.events(bob, Undecryptable)} == {waiting.TOO_MANY}
+    assert await key.release() == 1
+    # the three that waited are shown once, the two refused are not shown
+    assert await wait_texts(bob, group, 3) == ["w0", "w1", "w2"]
+    await alice.send_text(group, "after")
+    assert (await wait_texts(bob, group, 4))[-1] == "after"
+    assert _waiting(bob) == 0
+    assert len(net.events(bob, Undecryptable)) == 2
+
+
+async def test_a_key_that_never_comes_ends_the_wait(
+    net: Net, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A message waits at most ``KEEP_MS``; then it is dropped and said so."""
+    _, bob, group, key = await _held_group(net, 2)
+    await eventually(lambda: _waiting(bob) == 2, what="two waiting at bob's")
+    monkeypatch.setattr(waiting, "KEEP_MS", -1)  # everything waited too long
+    assert await key.release() == 1
+    await eventually(lambda: len(net.events(bob, Undecryptable)) == 2, what="both said to be lost")
+    assert {e.reason for e in net.events(bob, Undecryptable)} == {waiting.NEVER_CAME}
+    assert _waiting(bob) == 0
+    assert bob.history(group) == []
 
 
 async def test_disappearing_timer_holds_without_the_servers_expiry(net: Net) -> None:

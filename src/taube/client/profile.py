@@ -24,6 +24,7 @@ import logging
 import os
 import secrets
 import sqlite3
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -66,6 +67,8 @@ CREATE TABLE IF NOT EXISTS undecrypted (
     seq INTEGER NOT NULL,
     session_id TEXT NOT NULL,
     frame BLOB NOT NULL,
+    sender_device TEXT NOT NULL DEFAULT '',
+    stored_ms INTEGER NOT NULL DEFAULT 0,
     PRIMARY KEY (conversation, seq)
 );
 CREATE TABLE IF NOT EXISTS outbox (
@@ -164,6 +167,7 @@ class Profile:
         self.db.execute("PRAGMA secure_delete = ON")
         self.db.executescript(SCHEMA)
         self._upgrade_search()
+        self._upgrade_undecrypted()
         check = self.get_raw("keycheck")
         if check is None:
             self.put_raw("keycheck", _seal(self.key, b"taube"))
@@ -183,6 +187,25 @@ class Profile:
             with self.transaction():
                 index.rebuild()
                 self.db.execute("DROP TABLE messages_fts")
+
+    def _upgrade_undecrypted(self) -> None:
+        """The table of messages waiting for their keys (``taube.client.waiting``)
+        from a profile before its bounds: what it held starts waiting now."""
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(undecrypted)")}
+        if "stored_ms" not in columns:
+            with self.transaction():
+                self.db.execute(
+                    "ALTER TABLE undecrypted ADD COLUMN sender_device TEXT NOT NULL DEFAULT ''"
+                )
+                self.db.execute(
+                    "ALTER TABLE undecrypted ADD COLUMN stored_ms INTEGER NOT NULL DEFAULT 0"
+                )
+                self.db.execute("UPDATE undecrypted SET stored_ms = ?", (int(time.time() * 1000),))
+        self.db.executescript(
+            "CREATE INDEX IF NOT EXISTS undecrypted_session ON undecrypted (session_id);"
+            "CREATE INDEX IF NOT EXISTS undecrypted_device ON undecrypted (sender_device);"
+            "CREATE INDEX IF NOT EXISTS undecrypted_stored ON undecrypted (stored_ms);"
+        )
 
     def close(self) -> None:
         with contextlib.suppress(sqlite3.Error):

@@ -5,8 +5,8 @@ with the sender device's Megolm session, checked against its envelope (a
 replay is dropped, a gap becomes a ``MissingMessages`` event), its
 attachments are downloaded, and it is stored before the connection
 acknowledges it. A message whose room key has not arrived waits in the
-profile's ``undecrypted`` table (owned here) and is tried again when a key
-comes. To-device messages carry room keys, link requests and verification.
+profile's ``undecrypted`` table (``waiting.py``) and is tried again when its
+key comes. To-device messages carry room keys, link requests and verification.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from taube.client.messages import Messages
 from taube.client.portals import Portals
 from taube.client.session import Emit, Session
 from taube.client.verification import Verification
+from taube.client.waiting import Waiting
 from taube.crypto import (
     TYPE_ROOM_KEY,
     BadPayload,
@@ -42,9 +43,9 @@ from taube.crypto import (
     UnknownSession,
     VerifiedDevice,
     accept_room_key,
+    room_key_of,
 )
 from taube.proto import frames
-from taube.proto.codec import decode_server_frame, encode
 from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
 
 log = logging.getLogger(__name__)
@@ -86,6 +87,7 @@ class Receiver:
         self._sender = sender
         self._background = background
         self._emit = emit
+        self._waiting = Waiting(session, emit)
         self.delivery_receipts = delivery_receipts
         #: conversation → ids of arrived messages not yet confirmed to their senders
         self._delivered: dict[ConversationId, list[MessageId]] = {}
@@ -116,13 +118,7 @@ class Receiver:
             except CryptoError:
                 self._warn(frame, "not a Megolm message")
                 return
-            profile.execute(
-                "INSERT OR IGNORE INTO undecrypted VALUES (?, ?, ?, ?)",
-                frame.conversation,
-                frame.seq,
-                megolm_session,
-                encode(frame),
-            )
+            self._waiting.keep(frame, megolm_session)
             return
         except ReplayedMessage:
             return
@@ -260,26 +256,19 @@ class Receiver:
                 keys.save()
                 await handler(sender, payload.type, dict(payload.content))
                 return
-        if payload.type == TYPE_ROOM_KEY:
-            try:
-                accept_room_key(keys.inbound, sender, payload)
-            except CryptoError as exc:
-                log.info("room key refused: %s", exc)
+        if payload.type != TYPE_ROOM_KEY:
+            keys.save()
+            return
+        try:
+            accept_room_key(keys.inbound, sender, payload)
+        except CryptoError as exc:
+            log.info("room key refused: %s", exc)
+            return
         keys.save()
-        await self._retry_undecrypted()
-
-    async def _retry_undecrypted(self) -> None:
-        profile, _, _ = self._session.need()
-        rows = profile.execute(
-            "SELECT conversation, seq, frame FROM undecrypted ORDER BY conversation, seq"
-        ).fetchall()
-        for conversation, seq, data in rows:
-            frame = decode_server_frame(bytes(data))
-            assert isinstance(frame, frames.Message)
-            profile.execute(
-                "DELETE FROM undecrypted WHERE conversation = ? AND seq = ?", conversation, seq
-            )
-            await self.on_message(frame)
+        # what waited for this session's key (a message that still cannot be
+        # decrypted, say of a later ratchet state, waits again)
+        for waited in self._waiting.take(room_key_of(payload).session_id):
+            await self.on_message(waited)
 
     async def on_keys_changed(self, user: UserId) -> None:
         keys = self._session.keys
