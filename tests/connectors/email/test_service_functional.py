@@ -22,6 +22,7 @@ from taube.connectors.email.service import MailService
 from taube.crypto import VerifiedDevice
 from taube.testing import ServerProcess
 from taube.testing.canary import scan
+from taube.testing.mailserver import MailAccount as Mailbox
 from taube.testing.mailserver import MailServer
 from tests.connectors.conftest import PASSWORD, account_of
 from tests.connectors.email.test_connector_functional import inbox, letter, submit, wait_for
@@ -67,6 +68,32 @@ async def clients(tmp_path: Path) -> AsyncIterator[contextlib.AsyncExitStack]:
         yield stack
 
 
+def settings_of(box: Mailbox, password: str) -> dict[str, Any]:
+    """What a settings screen sends for a mailbox of the test mail server."""
+    return {
+        "address": box.addr,
+        "password": password,
+        "imap_host": box.imap_host,
+        "imap_port": box.imap_port,
+        "imap_security": "plain",
+        "smtp_host": box.smtp_host,
+        "smtp_port": box.smtp_port,
+        "smtp_security": "plain",
+    }
+
+
+@contextlib.asynccontextmanager
+async def serving(service: MailService) -> AsyncIterator[MailService]:
+    """``service`` running (what ``taube mail run`` runs) until the block ends."""
+    running = asyncio.create_task(service.run())
+    try:
+        yield service
+    finally:
+        running.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await running
+
+
 async def test_the_phone_sets_up_the_connector_and_a_wrong_password_changes_nothing(
     tmp_path: Path, server: ServerProcess, mail: MailServer, clients: contextlib.AsyncExitStack
 ) -> None:
@@ -79,9 +106,7 @@ async def test_the_phone_sets_up_the_connector_and_a_wrong_password_changes_noth
     screen = Screen(phone)
     await phone.sync()
     await device.sync()
-    service = MailService(device)
-    running = asyncio.create_task(service.run())
-    try:
+    async with serving(MailService(device)) as service:
         # the connector says hello to the user's devices: not set up yet
         hello = await screen.state(State.UNCONFIGURED)
         assert hello["network"] == "email"
@@ -89,16 +114,7 @@ async def test_the_phone_sets_up_the_connector_and_a_wrong_password_changes_noth
         [connector] = await phone.own_devices()
         assert connector.device == device.device
 
-        settings = {
-            "address": box.addr,
-            "password": "not the password",
-            "imap_host": box.imap_host,
-            "imap_port": box.imap_port,
-            "imap_security": "plain",
-            "smtp_host": box.smtp_host,
-            "smtp_port": box.smtp_port,
-            "smtp_security": "plain",
-        }
+        settings = settings_of(box, "not the password")
         # (a) a wrong password: "auth failed", and nothing kept
         await screen.ask(
             connector, control.CONFIGURE, {"request": "r1", "network": "email", "account": settings}
@@ -160,10 +176,6 @@ async def test_the_phone_sets_up_the_connector_and_a_wrong_password_changes_noth
         assert device.profile.get_secret(SECRET_NAME) is None
         # the password never reached the taube server in the clear
         assert scan([server.data_dir, server.log_path], [box.password.encode()]) == []
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 async def test_only_the_users_own_devices_may_configure_the_connector(
@@ -179,22 +191,11 @@ async def test_only_the_users_own_devices_may_configure_the_connector(
     spy = Screen(mallory)
     await device.sync()
     await mallory.sync()
-    service = MailService(device)
-    running = asyncio.create_task(service.run())
-    try:
+    async with serving(MailService(device)) as service:
         await wait_for(lambda: service.state == State.UNCONFIGURED)
         found = await mallory.keys.devices_of([device.user])
         target = next(d for d in found if d.device == device.device)
-        settings = {
-            "address": box.addr,
-            "password": box.password,
-            "imap_host": box.imap_host,
-            "imap_port": box.imap_port,
-            "imap_security": "plain",
-            "smtp_host": box.smtp_host,
-            "smtp_port": box.smtp_port,
-            "smtp_security": "plain",
-        }
+        settings = settings_of(box, box.password)
         for type_, content in (
             (control.QUERY, {"request": "m1"}),
             (control.CONFIGURE, {"request": "m2", "network": "email", "account": settings}),
@@ -206,10 +207,6 @@ async def test_only_the_users_own_devices_may_configure_the_connector(
         assert device.profile is not None
         assert device.profile.get_secret(SECRET_NAME) is None
         assert service.state == State.UNCONFIGURED
-    finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
 
 
 class CuttableLine:
@@ -266,23 +263,22 @@ async def test_a_dropped_mailbox_shows_as_reconnecting_and_nothing_is_lost(
     await device.sync()
     seen: list[tuple[State, str]] = []
     service = MailService(device, on_status=lambda s: seen.append((s.state, s.error)))
-    running = asyncio.create_task(service.run())
     try:
-        await wait_for(lambda: service.state == State.CONNECTED, 30)
-        chat = await device.start_chat(bob.addr)
-        await line.cut()
-        await wait_for(lambda: service.state == State.RECONNECTING, 10)
-        assert "closed the connection" in service.error
-        await submit(bob, letter(bob.addr, box.addr, "while you were away", message_id="w@plain"))
-        await line.open()  # the network is back
-        await wait_for(lambda: service.state == State.CONNECTED, 90)
-        await wait_for(
-            lambda: any(m.text == "while you were away" for m in device.history(chat)), 30
-        )
-        assert [m.text for m in device.history(chat)].count("while you were away") == 1
-        assert [s for s, _ in seen][-3:] == [State.CONNECTED, State.RECONNECTING, State.CONNECTED]
+        async with serving(service):
+            await wait_for(lambda: service.state == State.CONNECTED, 30)
+            chat = await device.start_chat(bob.addr)
+            await line.cut()
+            await wait_for(lambda: service.state == State.RECONNECTING, 10)
+            assert (State.RECONNECTING, "the IMAP server closed the connection") in seen
+            away = "while you were away"
+            await submit(bob, letter(bob.addr, box.addr, away, message_id="w@plain"))
+            await line.open()  # the network is back
+            await wait_for(lambda: service.state == State.CONNECTED, 90)
+            await wait_for(lambda: any(m.text == away for m in device.history(chat)), 30)
+            assert [m.text for m in device.history(chat)].count(away) == 1
+            # (each failed attempt meanwhile may say why, as a reconnecting of its own)
+            states = [state for state, _ in seen]
+            changes = [b for a, b in zip([None, *states], states, strict=False) if a != b]
+            assert changes[-3:] == [State.CONNECTED, State.RECONNECTING, State.CONNECTED]
     finally:
-        running.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await running
         await line.cut()
