@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 from yarl import URL
 
@@ -35,8 +37,8 @@ from taube.proto.ids import (
     new_device_id,
     new_message_id,
 )
-from taube.proto.state import Member
-from taube.testing import ServerProcess, seal
+from taube.proto.state import Kind, Member
+from taube.testing import RawClient, ServerProcess, seal
 from taube.testing.rawclient import HttpError
 from taube.testing.services import free_port
 from tests.federation.conftest import RogueServer, Servers, UserFactory
@@ -334,3 +336,36 @@ async def test_a_transaction_over_the_limits_is_refused_whole(
     body = json.dumps({"entries": [{**entry, "surprise": 1}]}).encode()
     status, error = await rogue.send(b, path, body, rogue.headers("b.test", "POST", path, body))
     assert (status, error["error"]) == (400, "bad_request")
+
+
+async def test_a_remote_cannot_make_a_server_keep_conversations_of_others(
+    servers: Servers, users: UserFactory, rogue: RogueServer
+) -> None:
+    """evil.test serves a well-formed chain of its own users only and pushes a
+    message into it: b.test has nobody there, so it stores nothing."""
+    b = _start_b(servers, rogue)
+    bob = await users(b, "bob")
+    eve = RawClient("http://unused", "eve@evil.test")
+    mallory = RawClient("http://unused", "mallory@evil.test")
+    chain = eve.chain(Kind.DIRECT, [mallory.address])
+    conversation = chain[0].conversation
+    rogue.answers[f"/conversations/{conversation}/state"] = msgspec.to_builtins(
+        http.StateChain(events=chain)
+    )
+    message = FederatedMessage(
+        conversation=conversation,
+        id=new_message_id(),
+        sender=eve.user,
+        sender_device=new_device_id(),
+        ts=0,
+        body=seal(b"spam"),
+    )
+    status, result = await rogue.call(b, "b.test", "/send", Transaction(entries=[message]))
+    assert status == 200, result
+    assert result["entries"] == [
+        {"error": "not_found", "message": "no member of that conversation is here"}
+    ]
+    with sqlite3.connect(b.data_dir / "taube.db") as db:
+        assert db.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 0
+        assert db.execute("SELECT COUNT(*) FROM log").fetchone()[0] == 0
+    assert bob.errors() == []

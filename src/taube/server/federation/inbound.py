@@ -45,7 +45,7 @@ from taube.proto.federation import (
 )
 from taube.proto.ids import BLOB_ID_PATTERN, BlobId, ConversationId, DeviceId, UserId, domain_of
 from taube.proto.signing import DOMAIN_STATE, verify
-from taube.proto.state import Member, StateEvent
+from taube.proto.state import Member, StateEvent, apply_event, initial_state
 from taube.server.federation.keys import query_keys
 from taube.server.http.blobs import blob_response
 from taube.store import federation as stored
@@ -122,15 +122,12 @@ async def _replicate(srv: Server, origin: str, conversation: ConversationId) -> 
     new = [e for e in events if e.depth > depth]
     if not new:
         return
+    if depth < 0:  # the cheap refusals first: no request goes out for them
+        _check_new_replica(srv, origin, events)
     await check_signatures(srv, new)
     await check_targets(srv, new)
     now = srv.clock.now_ms()
     if depth < 0:
-        if not any(domain_of(UserId(e.sender)) == origin for e in events) and not any(
-            isinstance(e.content, Member) and domain_of(UserId(e.content.target)) == origin
-            for e in events
-        ):
-            raise _refused(ErrorCode.NOT_FOUND, f"{origin} has no member in that conversation")
         try:
             appended = await srv.store.create_conversation(events, NO_DEVICE, now)
         except ProtocolError as exc:
@@ -141,6 +138,22 @@ async def _replicate(srv: Server, origin: str, conversation: ConversationId) -> 
         return
     for event in new:
         srv.publish_state([await srv.store.append_state(event, NO_DEVICE, now)], NO_DEVICE)
+
+
+def _check_new_replica(srv: Server, origin: str, events: list[StateEvent]) -> None:
+    """A chain worth a replica here: the rules hold, the origin takes part in
+    it, and a user of this server is a member at its end (a remote cannot
+    make this server keep conversations of others)."""
+    involved = {UserId(e.sender) for e in events} | {
+        UserId(e.content.target) for e in events if isinstance(e.content, Member)
+    }
+    if not any(domain_of(user) == origin for user in involved):
+        raise _refused(ErrorCode.NOT_FOUND, f"{origin} has no member in that conversation")
+    state = initial_state(events[0])
+    for event in events[1:]:
+        state = apply_event(state, event)
+    if not any(domain_of(user) == srv.config.server.domain for user in state.members):
+        raise _refused(ErrorCode.NOT_FOUND, "no member of that conversation is here")
 
 
 async def _depth(srv: Server, conversation: ConversationId) -> int:
