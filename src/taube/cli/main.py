@@ -37,6 +37,9 @@ def parser() -> argparse.ArgumentParser:
     sub.add_parser("serve", help="run the server (taube serve --help)", add_help=False)
     sub.add_parser("version", help="print the version")
     add_commands(sub)
+    from taube.cli.connect import add_connect_commands
+
+    add_connect_commands(sub)
     sub.add_parser("tui", help="the terminal UI (the tui extra)").set_defaults(handler=tui)
     return p
 

@@ -1,0 +1,1 @@
+"""The IRC connector: channels and queries as portal conversations (pydle)."""
