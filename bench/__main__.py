@@ -30,11 +30,12 @@ WORKLOADS = {
     "mail": "chat over e-mail: mails in through the connector, send latency beside Delta Chat",
     "search": "searching 100,000 messages on one device (SDK, SQLite FTS5): p50/p99 per query",
     "federation": "1:1 delivery across two federated servers, side by side with one server",
+    "calls": "1:1 call set-up (dial -> media) direct and through TURN, CPU per participant",
 }
 
 #: ``all`` runs these unless told otherwise (``scaleout`` needs PostgreSQL and Redis,
-#: ``mail`` Postfix, Dovecot, Delta Chat and root)
-DEFAULT_ALL = [name for name in WORKLOADS if name not in ("scaleout", "mail")]
+#: ``mail`` Postfix, Dovecot, Delta Chat and root, ``calls`` coturn)
+DEFAULT_ALL = [name for name in WORKLOADS if name not in ("scaleout", "mail", "calls")]
 
 
 class Workload(Protocol):
