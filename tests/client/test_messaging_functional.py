@@ -96,6 +96,39 @@ async def test_reactions_edits_deletes_and_receipts(shared_server: ServerProcess
             await asyncio.sleep(0.05)
 
 
+async def test_deleted_for_everyone_leaves_nothing_on_the_devices(
+    shared_server: ServerProcess, sdk: Sdk, tmp_path: Path
+) -> None:
+    """A message its author deletes for everyone is gone from every device's
+    profile: its text, its earlier versions and its files, not only hidden."""
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    said, edited, photo = canary("said"), canary("edited"), canary("photo")
+    first = await alice.send_text(chat, f"oops {said}")
+    await alice.edit(chat, first, f"oops again {edited}")
+    picture = tmp_path / "photo.txt"
+    picture.write_text(f"pixels {photo}")
+    second = await alice.send_file(chat, picture, caption="a caption")
+    await alice.send_text(chat, "this one stays")
+    await alice.flush()
+    await texts_of(bob, chat, 3)
+    assert bob.attachment_path(bob.history(chat)[1]).exists()
+    await alice.delete(chat, first)
+    await alice.delete(chat, second)
+    await alice.flush()
+    async with asyncio.timeout(10):
+        while not all(
+            [m.deleted for m in c.history(chat)] == [True, True, False] for c in (alice, bob)
+        ):
+            await asyncio.sleep(0.05)
+    for client in (alice, bob):
+        assert [m.text for m in client.history(chat)] == ["", "", "this one stays"]
+        assert client.search_hits("oops") == []
+    needles = [said, edited, photo]
+    assert scan([alice.profile_dir, bob.profile_dir], needles) == []
+
+
 async def test_delivery_receipts(shared_server: ServerProcess, sdk: Sdk) -> None:
     """The receiving device confirms arrival (one receipt for a burst); the
     sender sees delivered, then read."""

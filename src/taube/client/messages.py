@@ -20,6 +20,7 @@ from typing import Any
 import msgspec
 
 from taube.client import events as ev
+from taube.client.profile import Profile
 from taube.client.search import SearchHit, SearchIndex
 from taube.client.session import Session
 from taube.proto.ids import ConversationId, DeviceId, MessageId, UserId
@@ -33,6 +34,8 @@ EXPIRY_INTERVAL = 0.5
 class Messages:
     def __init__(self, session: Session) -> None:
         self._session = session
+        #: a message was wiped: compact the index and empty the log
+        self._wiped = False
 
     def attachment_path(self, entry: dict[str, Any]) -> Path:
         """Where a received attachment is saved (decrypted) in the profile."""
@@ -77,6 +80,57 @@ class Messages:
         )
         if inserted.rowcount:
             SearchIndex(profile).stored(conversation, msg_id, sender, type_, content)
+            if type_ == ev.DELETE and isinstance(content.get("target"), str):
+                self._wipe(profile, conversation, content["target"], sender)
+            elif type_ not in ev.ANNOTATIONS and self._deleted(
+                profile, conversation, msg_id, sender
+            ):
+                self._wipe(profile, conversation, msg_id, sender)  # its deletion came first
+
+    @staticmethod
+    def _deleted(profile: Profile, conversation: str, msg_id: str, sender: UserId) -> bool:
+        rows = profile.execute(
+            "SELECT content FROM messages WHERE conversation = ? AND type = ? AND sender = ?",
+            conversation,
+            ev.DELETE,
+            sender,
+        ).fetchall()
+        return any(msgspec.json.decode(bytes(r[0])).get("target") == msg_id for r in rows)
+
+    def _wipe(self, profile: Profile, conversation: str, target: str, sender: UserId) -> None:
+        """Deleted for everyone by its author: nothing of the message is kept,
+        neither its text, its earlier versions, nor its files (its row stays,
+        empty, so that it shows as deleted in its place)."""
+        rows = profile.execute(
+            "SELECT id, type, content FROM messages WHERE conversation = ? AND sender = ?"
+            " AND (id = ? OR type = ?)",
+            conversation,
+            sender,
+            target,
+            ev.EDIT,
+        ).fetchall()
+        wiped = []
+        for msg_id, type_, data in rows:
+            content = msgspec.json.decode(bytes(data))
+            if msg_id != target and content.get("target") != target:
+                continue  # an edit of another message
+            wiped.append(msg_id)
+            for entry in content.get("attachments", []) if type_ != ev.EDIT else []:
+                if isinstance(entry, dict) and "blob" in entry:
+                    self.attachment_path(entry).unlink(missing_ok=True)
+        if not wiped:
+            return
+        with profile.transaction():
+            for msg_id in wiped:
+                profile.execute(
+                    "UPDATE messages SET content = ? WHERE conversation = ? AND id = ?",
+                    msgspec.json.encode({"target": target} if msg_id != target else {}),
+                    conversation,
+                    msg_id,
+                )
+        # the old pages leave the index and the log at the next expiry run
+        # (outside the transaction this may be part of)
+        self._wiped = True
 
     def known(self, conversation: str, msg_id: str) -> bool:
         profile, _, _ = self._session.need()
@@ -160,6 +214,9 @@ class Messages:
             "SELECT conversation, id, session FROM messages WHERE expires_ms <= ?", now
         ).fetchall()
         if not gone:
+            if self._wiped and not profile.db.in_transaction:
+                self._wiped = False
+                self._scrub(profile)
             return 0
         index = SearchIndex(profile)
         with profile.transaction():
@@ -180,9 +237,15 @@ class Messages:
                     forgot += keys.inbound.forget(ConversationId(conversation), session)
             if forgot:
                 keys.save()
-        index.compact()
-        profile.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
+        self._wiped = False
+        self._scrub(profile)
         return len(gone)
+
+    @staticmethod
+    def _scrub(profile: Profile) -> None:
+        """Removed words leave the index's pages, and old pages the log."""
+        SearchIndex(profile).compact()
+        profile.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchall()
 
     async def run_expiry(self) -> None:
         """Expire messages every ``EXPIRY_INTERVAL`` seconds (until cancelled)."""
