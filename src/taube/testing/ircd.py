@@ -17,6 +17,7 @@ from __future__ import annotations
 import shutil
 from pathlib import Path
 
+from taube.testing.mailserver import _self_signed
 from taube.testing.services import _Child, free_port, wait_listening
 
 NGIRCD = "/usr/sbin/ngircd"
@@ -33,10 +34,14 @@ class Ngircd(_Child):
 
     what = "ngircd"
 
-    def __init__(self, directory: Path, port: int = 0, password: str = "") -> None:
+    def __init__(
+        self, directory: Path, port: int = 0, password: str = "", tls: bool = False
+    ) -> None:
         super().__init__(directory)
         self.port = port or free_port()
         self.password = password
+        #: with ``tls``, also IRC over TLS on this port (a self-signed certificate)
+        self.tls_port = free_port() if tls else 0
         self.config_path = directory / "ngircd.conf"
 
     @staticmethod
@@ -71,9 +76,15 @@ class Ngircd(_Child):
             "PAM = no",
             "Ident = no",
             "DNS = no",
-            "",
         ]
-        return "\n".join(lines)
+        if self.tls_port:
+            lines += [
+                "[SSL]",
+                f"CertFile = {self.directory / 'tls.pem'}",
+                f"KeyFile = {self.directory / 'tls.key'}",
+                f"Ports = {self.tls_port}",
+            ]
+        return "\n".join([*lines, ""])
 
     def start(self, timeout: float = 10.0) -> None:
         binary = _ngircd()
@@ -82,9 +93,13 @@ class Ngircd(_Child):
         run = self.directory / "run"
         run.mkdir(parents=True, exist_ok=True)
         run.chmod(0o777)  # ngIRCd writes its PID file as nobody
+        if self.tls_port and not (self.directory / "tls.pem").exists():
+            _self_signed(self.directory, "127.0.0.1")
         self.config_path.write_text(self.config())
         self.proc = self._spawn([binary, "-n", "-f", str(self.config_path)])
         wait_listening(self.port, self.proc, "ngIRCd", timeout)
+        if self.tls_port:
+            wait_listening(self.tls_port, self.proc, "ngIRCd (TLS)", timeout)
 
 
 __all__ = ["Ngircd"]

@@ -12,6 +12,7 @@ from pathlib import Path
 from taube.client import events as ev
 from taube.connectors.control import State
 from taube.connectors.irc.account import IrcAccount
+from taube.connectors.runner import Incoming
 from taube.testing import ServerProcess
 from taube.testing.canary import canary, scan
 from taube.testing.ircd import Ngircd
@@ -216,6 +217,59 @@ async def test_a_wrong_server_password_or_missing_sasl_is_auth_failed(
                 password="sesame",
             )
             assert "SASL" in await run_until(user, sasl, State.AUTH_FAILED)
+        finally:
+            user.runner.state.close()
+            await device.__aexit__(None, None, None)
+            await phone.__aexit__(None, None, None)
+
+
+async def test_chats_started_from_taube_and_the_same_network_id_shown_once(
+    irc_user: IrcUser, peers: Callable[[str], Peer]
+) -> None:
+    carol = await peers("carol").connect()
+    await carol.send("JOIN #fresh")
+    phone = irc_user.phone
+    # a channel and a person the connector has not heard of: opened on the phone
+    channel = await phone.open_portal(ev.Portal("irc", "#fresh", title="#fresh"))
+    query = await phone.open_portal(ev.Portal("irc", "carol", ("carol",), "carol"))
+    await phone.send_text(channel, "hello channel")
+    await phone.send_text(query, "hello carol")
+    await wait_for(lambda: carol.said(target="#fresh") == [("alice", "hello channel")])
+    await wait_for(lambda: carol.said() == [("alice", "hello carol")])
+    portal = phone.portal(channel)
+    assert portal is not None
+    await wait_for(lambda: (phone.portal(channel) or portal).by == irc_user.device.device)
+    # her answer lands in the chat the phone opened, not in a new one
+    await carol.send("PRIVMSG alice :hi alice")
+    await wait_for(lambda: shown(irc_user, "carol")[-1].remote is not None)
+    assert phone._portals.find("irc", "carol") == query
+    # a message with the same network id (a server's msgid, or history fetched
+    # again) is one message
+    item = Incoming(chat="carol", remote_id="msgid-1", sender="carol", text="once")
+    first = await irc_user.runner.bring_in(item)
+    assert first is not None
+    assert await irc_user.runner.bring_in(item) is None
+    await irc_user.device.flush()
+    await wait_for(lambda: any(m.text == "once" for m in shown(irc_user, "carol")))
+    await asyncio.sleep(0.5)
+    assert [m.text for m in shown(irc_user, "carol")].count("once") == 1
+
+
+async def test_tls_and_the_certificate_checked_by_default(
+    tmp_path: Path, server: ServerProcess
+) -> None:
+    with Ngircd(tmp_path / "tls", tls=True) as secure:
+        port = secure.tls_port
+        checked = IrcAccount(host="127.0.0.1", port=port, tls=True, nick="alice")
+        phone, device, user = await irc_user_for(tmp_path / "a", server, checked)
+        try:
+            # a self-signed certificate is refused unless the user says otherwise
+            error = await run_until(user, checked, State.RECONNECTING)
+            assert "CERTIFICATE_VERIFY_FAILED" in error or "certificate" in error
+            trusted = IrcAccount(
+                host="127.0.0.1", port=port, tls=True, tls_verify=False, nick="alice"
+            )
+            await run_until(user, trusted, State.CONNECTED)
         finally:
             user.runner.state.close()
             await device.__aexit__(None, None, None)
