@@ -280,6 +280,7 @@ class MailService:
             else:
                 keep_account(self.client, account)
                 log.info("mail account set from another device: %r", account)
+                self._set(State.CHECKING)  # (the connector restarts with it now)
                 self._changed.set()
             await self._send(
                 sender, self.status(request=request.request, outcome=outcome, reason=reason)
@@ -288,9 +289,9 @@ class MailService:
     async def _disconnect(self, sender: VerifiedDevice, request: control.Disconnect) -> None:
         async with self._busy:
             forget_secret(self.client, SECRET_NAME)
+            self._set(State.UNCONFIGURED)
             self._changed.set()
             answer = self.status(request=request.request, outcome=State.UNCONFIGURED)
-            answer.address = ""
             await self._send(sender, answer)
 
     async def _send(self, device: VerifiedDevice, status: Status) -> None:
