@@ -274,3 +274,22 @@ async def test_tls_and_the_certificate_checked_by_default(
             user.runner.state.close()
             await device.__aexit__(None, None, None)
             await phone.__aexit__(None, None, None)
+
+
+async def test_a_flood_in_a_channel_arrives_whole_in_order_once(
+    irc_user: IrcUser, peers: Callable[[str], Peer]
+) -> None:
+    bob = await peers("bob").connect()
+    await bob.send("JOIN #taube")
+    await wait_for(
+        lambda: (
+            irc_user.network.irc is not None
+            and len(irc_user.network.irc.channels.get("#taube", {}).get("users", ())) == 2
+        )
+    )
+    count = 300
+    await bob.send(*[f"PRIVMSG #taube :line {i}" for i in range(count)])
+    await wait_for(lambda: len(shown(irc_user, "#taube")) == count, timeout=90)
+    await asyncio.sleep(0.5)
+    assert [m.text for m in shown(irc_user, "#taube")] == [f"line {i}" for i in range(count)]
+    assert irc_user.runner.status[0] is State.CONNECTED
