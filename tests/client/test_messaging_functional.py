@@ -291,3 +291,20 @@ async def test_typing_indicator(shared_server: ServerProcess, sdk: Sdk) -> None:
             break
     else:
         raise AssertionError("no typing event")
+
+
+async def test_sync_when_connected_returns_at_once(shared_server: ServerProcess, sdk: Sdk) -> None:
+    """``sync`` waits for the backlog of this connection; a client that has it
+    does not wait for a ``queue.empty`` that will not come again."""
+    make = sdk(shared_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    await alice.send_text(chat, "in the backlog")
+    await alice.flush()
+    await texts_of(bob, chat, 1)
+    await bob.sync(timeout=5)
+    await bob.disconnect()
+    await alice.send_text(chat, "while bob was away")
+    await alice.flush()
+    await bob.sync(timeout=10)  # a new connection: waits for its backlog
+    assert [m.text for m in bob.history(chat)] == ["in the backlog", "while bob was away"]

@@ -495,8 +495,8 @@ class Client:
             await self._connection.connected.wait()
 
     async def sync(self, timeout: float = 10.0) -> None:
-        """Connect and wait until the backlog is in (``queue.empty``)."""
-        self.queue_empty.clear()
+        """Connect and wait until the backlog is in (``queue.empty``); at once
+        if connected with the backlog in."""
         await self.connect()
         async with asyncio.timeout(timeout):
             await self.queue_empty.wait()

@@ -117,6 +117,7 @@ class Connection:
             finally:
                 self._ws = None
                 self.connected.clear()
+                self.queue_empty.clear()  # the next connection's backlog is still to come
                 for future in self._waiting.values():
                     if not future.done():
                         future.set_exception(Unavailable(ErrorCode.UNAVAILABLE, "disconnected"))
