@@ -10,11 +10,17 @@ What ngIRCd 26 cannot do, so the tests cannot either: SASL (it has no SASL
 at all: only a server password, ``PASS``, which ``password`` sets) and
 IRCv3 ``draft/chathistory`` or ``message-tags`` (it offers only the
 ``multi-prefix`` capability).
+
+``IrcPeer`` is someone on IRC with a plain client: a raw socket, lines in
+and out, nothing hidden (so tests can also send what a library would not).
 """
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import shutil
+from collections.abc import Callable
 from pathlib import Path
 
 from taube.testing.mailserver import _self_signed
@@ -102,4 +108,71 @@ class Ngircd(_Child):
             wait_listening(self.tls_port, self.proc, "ngIRCd (TLS)", timeout)
 
 
-__all__ = ["Ngircd"]
+class IrcPeer:
+    """Someone on IRC with a plain client: lines in, lines out, nothing hidden."""
+
+    def __init__(self, port: int, nick: str) -> None:
+        self.port = port
+        self.nick = nick
+        self.lines: list[str] = []
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+        self._task: asyncio.Task[None] | None = None
+        self._welcome = asyncio.Event()
+        #: called with every line as it comes (benchmarks time them)
+        self.on_line: Callable[[str], None] | None = None
+
+    async def connect(self, password: str = "") -> IrcPeer:
+        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self._welcome = asyncio.Event()
+        self._task = asyncio.create_task(self._read())
+        if password:
+            await self.send(f"PASS {password}")
+        await self.send(f"NICK {self.nick}", f"USER {self.nick} 0 * :{self.nick}")
+        async with asyncio.timeout(20):
+            await self._welcome.wait()
+        return self
+
+    async def _read(self) -> None:
+        assert self._reader is not None
+        while line := await self._reader.readline():
+            text = line.decode("utf-8", "replace").rstrip("\r\n")
+            if text.startswith("PING"):
+                await self.send("PONG" + text[4:])
+            self.lines.append(text)
+            if " 001 " in text:
+                self._welcome.set()
+            if self.on_line is not None:
+                self.on_line(text)
+
+    async def send(self, *lines: str | bytes) -> None:
+        assert self._writer is not None
+        for line in lines:
+            self._writer.write(line if isinstance(line, bytes) else line.encode() + b"\r\n")
+        await self._writer.drain()
+
+    def said(self, command: str = "PRIVMSG", target: str | None = None) -> list[tuple[str, str]]:
+        """``(nick, text)`` of every ``command`` to ``target`` (default: us) seen so far."""
+        found = []
+        for line in self.lines:
+            if not line.startswith(":"):
+                continue
+            source, _, rest = line[1:].partition(" ")
+            verb, _, rest = rest.partition(" ")
+            to, _, text = rest.partition(" :")
+            if verb == command and to.lower() == (target or self.nick).lower():
+                found.append((source.partition("!")[0], text))
+        return found
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            with contextlib.suppress(OSError):
+                await self.send("QUIT :bye")
+            self._writer.close()
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(BaseException):
+                await self._task
+
+
+__all__ = ["IrcPeer", "Ngircd"]

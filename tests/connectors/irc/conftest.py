@@ -19,6 +19,7 @@ from taube.connectors.retry import Backoff
 from taube.connectors.runner import ConnectorRunner
 from taube.connectors.state import ConnectorState
 from taube.testing import ServerProcess
+from taube.testing.ircd import IrcPeer as Peer
 from taube.testing.ircd import Ngircd
 from tests.conftest import missing_service
 
@@ -29,64 +30,6 @@ async def wait_for(check: Callable[[], object], timeout: float = 20.0) -> None:
     async with asyncio.timeout(timeout):
         while not check():
             await asyncio.sleep(0.05)
-
-
-class Peer:
-    """Someone on IRC with a plain client: lines in, lines out, nothing hidden."""
-
-    def __init__(self, port: int, nick: str) -> None:
-        self.port = port
-        self.nick = nick
-        self.lines: list[str] = []
-        self._reader: asyncio.StreamReader | None = None
-        self._writer: asyncio.StreamWriter | None = None
-        self._task: asyncio.Task[None] | None = None
-
-    async def connect(self, password: str = "") -> Peer:
-        self._reader, self._writer = await asyncio.open_connection("127.0.0.1", self.port)
-        self._task = asyncio.create_task(self._read())
-        if password:
-            await self.send(f"PASS {password}")
-        await self.send(f"NICK {self.nick}", f"USER {self.nick} 0 * :{self.nick}")
-        await wait_for(lambda: any(" 001 " in line for line in self.lines))
-        return self
-
-    async def _read(self) -> None:
-        assert self._reader is not None
-        while line := await self._reader.readline():
-            text = line.decode("utf-8", "replace").rstrip("\r\n")
-            if text.startswith("PING"):
-                await self.send("PONG" + text[4:])
-            self.lines.append(text)
-
-    async def send(self, *lines: str | bytes) -> None:
-        assert self._writer is not None
-        for line in lines:
-            self._writer.write(line if isinstance(line, bytes) else line.encode() + b"\r\n")
-        await self._writer.drain()
-
-    def said(self, command: str = "PRIVMSG", target: str | None = None) -> list[tuple[str, str]]:
-        """``(nick, text)`` of every ``command`` to ``target`` (default: us) seen so far."""
-        found = []
-        for line in self.lines:
-            if not line.startswith(":"):
-                continue
-            source, _, rest = line[1:].partition(" ")
-            verb, _, rest = rest.partition(" ")
-            to, _, text = rest.partition(" :")
-            if verb == command and to.lower() == (target or self.nick).lower():
-                found.append((source.partition("!")[0], text))
-        return found
-
-    async def close(self) -> None:
-        if self._writer is not None:
-            with contextlib.suppress(OSError):
-                await self.send("QUIT :bye")
-            self._writer.close()
-        if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(BaseException):
-                await self._task
 
 
 @dataclasses.dataclass

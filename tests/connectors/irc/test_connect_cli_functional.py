@@ -15,8 +15,9 @@ from pathlib import Path
 from taube.client import Client
 from taube.client import events as ev
 from taube.testing import ServerProcess
+from taube.testing.ircd import IrcPeer as Peer
 from taube.testing.ircd import Ngircd
-from tests.connectors.irc.conftest import PASSWORD, Peer, wait_for
+from tests.connectors.irc.conftest import PASSWORD, wait_for
 
 
 def taube(

@@ -15,8 +15,9 @@ from taube.connectors.irc.account import IrcAccount
 from taube.connectors.runner import Incoming
 from taube.testing import ServerProcess
 from taube.testing.canary import canary, scan
+from taube.testing.ircd import IrcPeer as Peer
 from taube.testing.ircd import Ngircd
-from tests.connectors.irc.conftest import IrcUser, Peer, irc_user_for, wait_for
+from tests.connectors.irc.conftest import IrcUser, irc_user_for, wait_for
 
 
 def shown(user: IrcUser, chat: str) -> list[ev.Message]:
