@@ -39,6 +39,7 @@ from taube.server.config import Config
 from taube.server.federation import Federation
 from taube.server.frames import queue_frame
 from taube.server.hub import Hub
+from taube.server.presence import Presence
 from taube.server.ratelimit import RateLimiter
 from taube.store import Store
 from taube.store.accounts import DeviceAuth
@@ -59,6 +60,7 @@ class Server:
         self.clock = clock
         self.store = store
         self.hub = Hub(store.members_of, clock.monotonic)
+        self.presence = Presence(store, clock, self.hub)
         self.passwords = Passwords(config.auth, config.limits)
         self.acks = AckBuffer(store, config.retention.ack_flush_s)
         self.ip_limiter = RateLimiter(clock, per_minute=config.limits.auth_per_ip_per_minute)
@@ -216,13 +218,13 @@ class Server:
         return appended.seq
 
     def notify_keys_changed(self, devices: list[DeviceId], user: UserId | None = None) -> None:
-        """``keys.changed`` was queued for ``devices``; ``user``'s keys changed:
-        other servers sharing a conversation with them are told too."""
+        """``keys.changed`` was queued for ``devices`` (and, when ``user`` is
+        given, for the other servers sharing a conversation with them)."""
         self.hub.wake_queues(devices)
         if self.bus is not None and devices:
             self.bus.publish(Queued(devices=list(devices)))
         if user is not None and devices and self.federation is not None:
-            self._spawn(self.federation.announce_keys_changed(user))
+            self.federation.outbound.wake()
 
     async def do_remove_device(self, user: UserId, device: DeviceId) -> bool:
         found, notified = await self.store.remove_device(user, device, self.clock.now_ms())
@@ -230,7 +232,9 @@ class Server:
             if self.bus is not None:
                 self.bus.publish(DeviceRemoved(device=device))
             await self.hub.close_device(device, CLOSE_UNAUTHORIZED, "device removed")
-            self.notify_keys_changed(notified, user)
+            self.notify_keys_changed(notified)
+            if notified and self.federation is not None:  # after the commit: best effort
+                self._spawn(self.federation.announce_keys_changed(user))
         return found
 
     # ----------------------------------------------------------- other nodes

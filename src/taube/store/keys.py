@@ -7,6 +7,7 @@ import msgspec
 from taube.proto.ids import DeviceId, UserId
 from taube.proto.keys import DeviceKeys, IdentityKey, OneTimeKey
 from taube.store.conversations import contacts_devices
+from taube.store.federation import announce_keys_changed
 from taube.store.queues import notify_keys_changed
 from taube.store.sql import Tx
 
@@ -31,6 +32,7 @@ async def publish_identity(tx: Tx, user: UserId, identity: IdentityKey, now: int
     if old is not None and old.identity_key == identity.identity_key:
         return []
     await tx.execute("UPDATE users SET identity = ? WHERE user_id = ?", _text(identity), user)
+    await announce_keys_changed(tx, user, now)  # other servers, in the same commit
     return await notify_keys_changed(tx, user, await contacts_devices(tx, user), now)
 
 
@@ -51,6 +53,7 @@ async def upload_keys(
         data = _text(device_keys)
         if old is None or old[0] != data:
             await tx.execute("UPDATE devices SET keys = ? WHERE device = ?", data, device)
+            await announce_keys_changed(tx, user, now)  # other servers, in the same commit
             notified = await notify_keys_changed(tx, user, await contacts_devices(tx, user), now)
     await tx.executemany(
         "INSERT INTO one_time_keys (device, key_id, data) VALUES (?, ?, ?)"
