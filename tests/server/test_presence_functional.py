@@ -4,6 +4,7 @@ are enforced by the server, for each setting."""
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 
 import pytest
 
@@ -11,6 +12,8 @@ from taube.proto import people
 from taube.testing import RawClient, ServerProcess
 from taube.testing.rawclient import HttpError
 from tests.conftest import Clients
+from tests.server.test_postgres_functional import on_postgres
+from tests.server.test_scaleout_functional import Cluster, running
 
 
 async def presence(viewer: RawClient, user: str) -> dict[str, object]:
@@ -114,3 +117,30 @@ async def test_the_directory_is_opt_in_and_rate_limited(
         except HttpError as exc:
             statuses.append(exc.status)
     assert statuses[-1] == 429
+
+
+async def test_presence_is_the_same_on_every_node(
+    tmp_path: Path, postgres_url: str, bus_env: dict[str, str], clients: Clients
+) -> None:
+    """Two nodes on one database: a user connected to one node is online when
+    asked through the other, and offline everywhere once gone."""
+    with running(Cluster(tmp_path, 2, {**on_postgres(postgres_url), **bus_env}, nginx=False)) as c:
+        one, two = c.nodes
+        alice = await clients(one)("alice")
+        bob = await clients(two)("bob")
+        await alice.direct(bob.user)
+        assert await presence(alice, bob.user) == {
+            "user": bob.user,
+            "visible": True,
+            "online": True,
+        }
+        await bob.disconnect()
+        async with asyncio.timeout(10):
+            while "online" in (seen := await presence(alice, bob.user)):
+                await asyncio.sleep(0.05)
+        assert isinstance(seen["last_seen_ms"], int)
+        # back: online again on the other node
+        await bob.connect()
+        async with asyncio.timeout(10):
+            while "online" not in await presence(alice, bob.user):
+                await asyncio.sleep(0.05)

@@ -227,6 +227,7 @@ async def serve(
         background = [
             asyncio.create_task(srv.acks.run(), name="acks"),
             asyncio.create_task(sweep_forever(store, clock, config.retention), name="retention"),
+            asyncio.create_task(srv.presence.renew_forever(), name="presence"),
         ]
         if srv.federation is not None:
             background.append(asyncio.create_task(srv.federation.run(), name="federation"))

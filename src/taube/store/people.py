@@ -10,7 +10,7 @@ import dataclasses
 import enum
 
 from taube.proto.errors import ErrorCode, ProtocolError
-from taube.proto.ids import UserId
+from taube.proto.ids import DeviceId, UserId
 from taube.store.sql import Tx
 
 #: open (unused, unexpired, unrevoked) invites a user may have at once
@@ -145,3 +145,40 @@ async def search_directory(tx: Tx, query: str, limit: int) -> list[tuple[UserId,
         limit,
     )
     return [(UserId(r[0]), str(r[1])) for r in rows]
+
+
+# ------------------------------------------------------------------ online
+
+#: devices per statement when a node renews the ones connected to it
+ONLINE_CHUNK = 500
+
+
+async def set_online(tx: Tx, devices: list[DeviceId], until_ms: int, now: int) -> None:
+    """``devices`` are connected (to this node) until at least ``until_ms``."""
+    for start in range(0, len(devices), ONLINE_CHUNK):
+        chunk = devices[start : start + ONLINE_CHUNK]
+        marks = ", ".join("?" * len(chunk))
+        await tx.execute(
+            f"UPDATE devices SET online_until_ms = ?, last_seen_ms = ? WHERE device IN ({marks})",
+            until_ms,
+            now,
+            *chunk,
+        )
+
+
+async def set_offline(tx: Tx, device: DeviceId, written_ms: int) -> None:
+    """The device left this node; unless another node has marked it online
+    since (a later mark), it is offline."""
+    await tx.execute(
+        "UPDATE devices SET online_until_ms = 0 WHERE device = ? AND online_until_ms <= ?",
+        device,
+        written_ms,
+    )
+
+
+async def online(tx: Tx, user: UserId, now: int) -> bool:
+    """Whether a device of ``user`` is connected to some node."""
+    row = await tx.fetchone(
+        "SELECT 1 FROM devices WHERE user_id = ? AND online_until_ms > ? LIMIT 1", user, now
+    )
+    return row is not None

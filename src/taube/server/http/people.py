@@ -145,7 +145,7 @@ async def get_presence(call: Call) -> people.Presence:
     visibility, _ = await srv.store.engine.read(jobs.privacy, user)
     if not await _may_see(call, user, visibility):
         return people.Presence(user=user)
-    if srv.hub.by_user.get(user):
+    if await srv.presence.online(user):
         return people.Presence(user=user, visible=True, online=True)
     seen = await srv.store.engine.read(jobs.last_seen, user)
     coarse = None if seen is None else seen - seen % LAST_SEEN_STEP_MS

@@ -84,6 +84,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     if old is not None:
         await old.close(CLOSE_REPLACED, "replaced by a newer connection")
     log.debug("device %s connected", auth.device)
+    with contextlib.suppress(Exception):  # presence is best effort
+        await srv.presence.connected(auth.device)
     now = srv.clock.now_ms()
     conn.send(
         frames.Welcome(
@@ -106,6 +108,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         with contextlib.suppress(Exception):
             gone = srv.clock.now_ms()
             await srv.store.touch_device(auth.device, gone, srv.token_expiry(gone))
+            await srv.presence.gone(auth.device)
     return ws
 
 
