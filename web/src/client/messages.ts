@@ -5,7 +5,7 @@
 // shown as written by its remote author, and the connector's relay
 // annotations say how the user's messages went on (see portals.ts).
 import { MESSAGE_TYPE } from "../gen/proto";
-import { entriesList } from "./attachments";
+import { entriesList, entriesOf } from "./attachments";
 import { callEventOf } from "./calls";
 import type { Db, MessageRow } from "./db";
 import type { MessageView, Remote } from "./model";
@@ -130,15 +130,48 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
     return rows;
   }
 
-  /** Keep a row; inside a frame batch it is written with the batch. */
+  /** Keep a row; inside a frame batch it is written with the batch. A
+   * deletion for everyone wipes what it deletes (see `wipe`). */
   async storeRow(row: MessageRow): Promise<void> {
     this.replaceRow(row);
+    const { rows, blobs } = this.wipe(row);
+    const put = rows.some((r) => r.id === row.id) ? rows : [row, ...rows];
     if (this.batch) {
-      this.batch.push(row);
-      return;
+      this.batch.push(...put);
+    } else {
+      for (const r of put) await this.db.put("messages", r);
+      this.changed();
     }
-    await this.db.put("messages", row);
-    this.changed();
+    for (const blob of blobs) await this.db.delete("attachments", blob);
+  }
+
+  /** Deleted for everyone by its author: the message's text, its earlier
+   * versions and its attachments (keys and the saved files) leave the
+   * profile, whichever of message and deletion came first; the row stays,
+   * empty, to show "deleted" in its place. Returns the rows it changed and
+   * the saved files no other message names. */
+  wipe(row: MessageRow): { rows: MessageRow[]; blobs: string[] } {
+    const list = this.byConversation.get(row.conversation) ?? [];
+    const deletes = (r: MessageRow, id: string): boolean =>
+      r.type === MESSAGE_TYPE.delete && r.sender === row.sender && r.content.target === id;
+    let target: string | null = null;
+    if (row.type === MESSAGE_TYPE.delete && typeof row.content.target === "string") target = row.content.target;
+    else if (!ANNOTATIONS.has(row.type) && list.some((r) => deletes(r, row.id))) target = row.id;
+    if (target === null) return { rows: [], blobs: [] };
+    const rows: MessageRow[] = [];
+    const blobs: string[] = [];
+    list.forEach((r, at) => {
+      if (r.sender !== row.sender) return;
+      if (r.id === target && Object.keys(r.content).length > 0) {
+        blobs.push(...entriesOf(r.content.attachments).map((a) => a.blob));
+        list[at] = { ...r, content: {} };
+      } else if (r.type === MESSAGE_TYPE.edit && r.content.target === target && Object.keys(r.content).length > 1) {
+        list[at] = { ...r, content: { target } };
+      } else return;
+      rows.push(list[at]!);
+    });
+    const named = new Set(list.flatMap((r) => entriesOf(r.content.attachments).map((a) => a.blob)));
+    return { rows, blobs: blobs.filter((b) => !named.has(b)) };
   }
 
   async setStatus(conversation: string, id: string, status: MessageRow["status"]): Promise<void> {
