@@ -40,6 +40,7 @@ def test_an_invite_parses_and_unknown_fields_are_ignored() -> None:
         {"call": "x" * 100},
         {"call": "../../etc/passwd"},
         {"sdp": ""},
+        {"sdp": "not an offer"},
         {"sdp": "v" * (sig.MAX_SDP + 1)},
         {"ts": "yesterday"},
         {"lifetime_ms": 10},

@@ -15,10 +15,12 @@ from playwright.async_api import Browser, Page, async_playwright, expect
 from taube.client import Client
 from taube.client import events as ev
 from taube.client.calls import CallState, EndReason
+from taube.client.calls import signalling as sig
 from taube.client.calls.media import Media
+from taube.proto.ids import UserId
 from taube.testing import ServerProcess
 from taube.testing.coturn import Coturn
-from tests.calls.test_calls_functional import assert_no_sdp_on_server, next_event
+from tests.calls.test_calls_functional import assert_no_sdp_on_server, broken_turn, next_event
 from tests.conftest import missing_service
 from tests.web.conftest import (
     ARTIFACTS,
@@ -247,3 +249,67 @@ async def test_browser_and_sdk_call_each_other(
     await wait_media(page, video=True)
     await tid(page, "call-hangup").click()
     assert await call.wait_ended() == EndReason.HANGUP
+
+
+async def test_forged_stale_replayed_and_non_member_invites_never_ring(
+    web_server: ServerProcess, new_page: PageFactory, sdk: SdkFactory
+) -> None:
+    page, address = await caller_page(new_page, web_server, "alice")
+    bot: Client = await sdk("bot", profile=False)
+    mallory: Client = await sdk("mallory", profile=False)
+    await start_chat(page, bot.user)
+    chat = await bot.start_chat(address)
+    await mallory.start_chat(address)
+    now = bot.clock()
+    base = {"conversation": chat, "sdp": "v=0\r\n", "video": False}
+    once = {**base, "call": sig.new_call_id(), "ts": now}
+    bad = [
+        (bot, {**base, "call": sig.new_call_id(), "ts": now - 2 * sig.RING_MS}),  # stale
+        (bot, {**base, "call": sig.new_call_id(), "ts": now + 3_600_000}),  # from the future
+        (bot, {**base, "call": "no", "ts": now}),  # malformed id
+        (bot, {**base, "call": sig.new_call_id(), "ts": now, "sdp": "not an offer"}),
+        (mallory, {**base, "call": sig.new_call_id(), "ts": now}),  # not a member
+        (bot, once),  # fine: it rings
+    ]
+    for sender, content in bad:
+        for device in await sender.keys.devices_of([UserId(address)]):
+            await sender.send_to_device(device, sig.INVITE, content)
+    await expect(tid(page, "call-screen")).to_have_attribute("data-state", "ringing")
+    await tid(page, "call-reject").click()
+    await expect(tid(page, "call-screen")).to_have_count(0, timeout=10_000)
+    for device in await bot.keys.devices_of([UserId(address)]):
+        await bot.send_to_device(device, sig.INVITE, once)  # replayed: never rings again
+    call = await bot.call(chat)  # a genuine call behind them rings
+    await expect(tid(page, "call-screen")).to_have_attribute("data-state", "ringing")
+    await expect(tid(page, "call-status")).to_have_text("Incoming call")
+    await tid(page, "call-reject").click()
+    assert await call.wait_ended() == EndReason.DECLINED
+
+
+async def test_ice_failing_and_a_vanished_peer_end_the_call_clearly(
+    web_server: ServerProcess, new_page: PageFactory, sdk: SdkFactory
+) -> None:
+    page, address = await caller_page(new_page, web_server, "alice")
+    bot: Client = await sdk("bot", profile=False)
+    bot.calls.relay_only = True
+    await start_chat(page, bot.user)
+
+    # ICE never connects: the bot relays only and has no relay, so no candidate
+    real_turn = bot.calls.turn
+    bot.calls.turn = broken_turn(bot)  # type: ignore[method-assign]
+    await tid(page, "call-voice").click()
+    ring = await next_event(bot, ev.IncomingCall, timeout=30)
+    await bot.answer_call(ring.call)
+    await expect(tid(page, "call-status")).to_have_text("Could not connect", timeout=40_000)
+    await expect(tid(page, "call-screen")).to_have_count(0, timeout=10_000)
+    bot.calls.turn = real_turn  # type: ignore[method-assign]
+
+    # the bot vanishes mid-call: no hang-up, its connection and its media just stop
+    call = await bot.call(address, Media.tone())
+    await tid(page, "call-accept").click()
+    await call.wait_media()
+    await bot._connection.stop()  # the device is gone (tests only reach in)
+    assert call.peer_conn is not None
+    await call.peer_conn.close()
+    await expect(tid(page, "call-status")).to_have_text("Connection lost", timeout=40_000)
+    await expect(tid(page, "call-screen")).to_have_count(0, timeout=10_000)

@@ -272,7 +272,7 @@ export class Calls implements CallsView {
     const sdp = str(content.sdp, CALL_TYPE.maxSdp);
     const ts = content.ts;
     const lifetime = content.lifetime_ms ?? CALL_TYPE.ringMs;
-    if (!conversation || !sdp || typeof ts !== "number" || typeof lifetime !== "number") throw new ClientError("malformed invite");
+    if (!conversation || !sdp?.startsWith("v=0") || typeof ts !== "number" || typeof lifetime !== "number") throw new ClientError("malformed invite");
     if (lifetime < 1000 || lifetime > 300_000) throw new ClientError("malformed invite");
     if (this.seen.has(call) || this.live?.view.id === call) throw new ClientError("replayed invite");
     const now = Date.now();

@@ -137,10 +137,10 @@ export function CallScreen(): JSX.Element | null {
       <div class="call__controls">
         {incoming && (
           <>
-            <button type="button" class="call__button call__button--reject" data-testid="call-reject" onClick={() => void calls.reject()}>
+            <button type="button" class="call__button call__button--reject" data-testid="call-reject" onClick={() => void calls.reject().catch((e) => console.info("call", e))}>
               Decline
             </button>
-            <button type="button" class="call__button call__button--accept" data-testid="call-accept" onClick={() => void calls.answer()}>
+            <button type="button" class="call__button call__button--accept" data-testid="call-accept" onClick={() => void calls.answer().catch((e) => console.info("call", e))}>
               Accept
             </button>
           </>
@@ -164,7 +164,7 @@ export function CallScreen(): JSX.Element | null {
           </>
         )}
         {(live || (call.outgoing && call.state === "ringing")) && (
-          <button type="button" class="call__button call__button--reject" data-testid="call-hangup" onClick={() => void calls.hangUp()}>
+          <button type="button" class="call__button call__button--reject" data-testid="call-hangup" onClick={() => void calls.hangUp().catch((e) => console.info("call", e))}>
             Hang up
           </button>
         )}

@@ -166,6 +166,9 @@ class Peer:
         #: frames received and decoded, by kind
         self.frames: dict[str, int] = {}
         self._readers: list[asyncio.Task[None]] = []
+        #: held while an offer or answer gathers candidates: closing waits for
+        #: it (aioice keeps a relay allocation that completes after a close)
+        self._negotiating = asyncio.Lock()
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
         self.pc.on("track", self._on_track)
 
@@ -188,16 +191,19 @@ class Peer:
                 self.pc.addTransceiver(kind, direction="recvonly")
 
     async def offer(self, media: Media, video: bool) -> str:
-        self._add(media, video)
-        await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers every candidate
-        return str(self.pc.localDescription.sdp)
+        async with self._negotiating:
+            self._add(media, video)
+            await self.pc.setLocalDescription(await self.pc.createOffer())  # gathers everything
+            return str(self.pc.localDescription.sdp)
 
     async def answer(self, offer_sdp: str, media: Media) -> str:
-        await self.pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
-        for track in media.tracks:
-            self.pc.addTrack(track)
-        await self.pc.setLocalDescription(await self.pc.createAnswer())
-        return str(self.pc.localDescription.sdp)
+        async with self._negotiating:
+            offer = RTCSessionDescription(sdp=offer_sdp, type="offer")
+            await self.pc.setRemoteDescription(offer)
+            for track in media.tracks:
+                self.pc.addTrack(track)
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            return str(self.pc.localDescription.sdp)
 
     async def accept(self, answer_sdp: str) -> None:
         await self.pc.setRemoteDescription(RTCSessionDescription(sdp=answer_sdp, type="answer"))
@@ -228,7 +234,8 @@ class Peer:
         return out
 
     async def close(self) -> None:
-        await self.pc.close()
+        async with self._negotiating:
+            await self.pc.close()
         for reader in self._readers:
             reader.cancel()
             with contextlib.suppress(BaseException):

@@ -49,7 +49,8 @@ MAX_SKEW_MS = 30_000
 MAX_SDP = 64 * 1024
 
 CallIdStr = Annotated[str, Meta(pattern=r"^[A-Za-z0-9_-]{16,64}$")]
-Sdp = Annotated[str, Meta(min_length=1, max_length=MAX_SDP)]
+#: an SDP offer or answer (it starts with its version line)
+Sdp = Annotated[str, Meta(min_length=4, max_length=MAX_SDP, pattern=r"^v=0\r?\n")]
 
 
 def new_call_id() -> str:
