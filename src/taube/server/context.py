@@ -39,6 +39,7 @@ from taube.server.config import Config
 from taube.server.federation import Federation
 from taube.server.frames import queue_frame
 from taube.server.hub import Hub
+from taube.server.presence import Presence
 from taube.server.ratelimit import RateLimiter
 from taube.store import Store
 from taube.store.accounts import DeviceAuth
@@ -59,6 +60,7 @@ class Server:
         self.clock = clock
         self.store = store
         self.hub = Hub(store.members_of, clock.monotonic)
+        self.presence = Presence(store, clock, self.hub)
         self.passwords = Passwords(config.auth, config.limits)
         self.acks = AckBuffer(store, config.retention.ack_flush_s)
         self.ip_limiter = RateLimiter(clock, per_minute=config.limits.auth_per_ip_per_minute)
