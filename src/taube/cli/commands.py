@@ -242,7 +242,20 @@ async def chats(client: Client, args: argparse.Namespace) -> int:
 
 
 async def history(client: Client, args: argparse.Namespace) -> int:
-    for message in client.history(ConversationId(args.conversation), limit=args.limit):
+    for message in client.history(ConversationId(args.conversation), args.limit, notices=True):
+        if message.type == ev.NOTICE:  # kept by this device: a gap, a key change
+            _out(
+                args,
+                {
+                    "event": "notice",
+                    **message.content,
+                    "user": message.sender,
+                    "ts": message.ts,
+                    "text": message.text,
+                },
+                f"-- {message.text} --",
+            )
+            continue
         _out(args, _message_json(message, client), _message_line(message))
     return 0
 

@@ -56,6 +56,7 @@ from taube.client.invites import InviteLink, Invites
 from taube.client.keys import Keys
 from taube.client.linking import Linking
 from taube.client.messages import Messages
+from taube.client.notices import Notices
 from taube.client.outbox import Outbox, Serves
 from taube.client.own_history import OwnHistory
 from taube.client.portals import EMAIL, Portals
@@ -99,12 +100,13 @@ class Client:
         self.passphrase = passphrase
         self.clock = clock
         self._events: asyncio.Queue[ev.Event] = asyncio.Queue()
-        emit = self._events.put_nowait
+        emit = self._emit
         self._background = Background()
         self._session = Session(self.profile_dir, passphrase, clock, emit)
         self._connection = Connection(self._session, self._background)
         self._conversations = Conversations(self._session)
         self._messages = Messages(self._session)
+        self._notices = Notices(self._session, self._conversations)
         self._carrier = TaubeCarrier(self._session, self._connection, self._conversations)
         self._outbox = Outbox(
             self._session,
@@ -523,9 +525,22 @@ class Client:
         """Delete disappearing messages whose time ran out (see ``Messages.expire``)."""
         return self._messages.expire()
 
-    def history(self, conversation: ConversationId, limit: int = 100) -> list[ev.Message]:
-        """The conversation as the user sees it: oldest first, annotations applied."""
-        return self._messages.history(conversation, limit)
+    def history(
+        self, conversation: ConversationId, limit: int = 100, *, notices: bool = False
+    ) -> list[ev.Message]:
+        """The conversation as the user sees it: oldest first, annotations
+        applied; ``notices``: with this device's notices in their places
+        (type ``notice``: missing messages, a key change; see
+        ``taube.client.notices``), counted in ``limit`` too."""
+        if not notices:
+            return self._messages.history(conversation, limit)
+        shown = self._messages.history(conversation, 1_000_000_000)
+        return self._notices.place(conversation, shown)[-limit:]
+
+    def _emit(self, event: ev.Event) -> None:
+        """Hand an event to the app, keeping the notice it makes first."""
+        self._notices.record(event)
+        self._events.put_nowait(event)
 
     def search(
         self, text: str, limit: int = 50, conversation: ConversationId | None = None

@@ -22,6 +22,9 @@ PORTAL = "portal"
 RELAY = "relay"
 #: a call's outcome in the chat ("missed call", "call, 3 min"), sent by the caller
 CALL = "call"
+#: kept by this device alone, never sent: a gap or a key change in the chat
+#: (``taube.client.notices``); only in ``history(..., notices=True)``
+NOTICE = "notice"
 #: types that change another message (or a contact) instead of showing one
 ANNOTATIONS = frozenset(
     {REACTION, EDIT, DELETE, RECEIPT, PROFILE, STATE_KEY, AVATAR, PORTAL, RELAY}
