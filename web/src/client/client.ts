@@ -59,6 +59,7 @@ import { Outbox } from "./outbox";
 import { OwnHistory } from "./own-history";
 import { People } from "./people";
 import { emailPortal, Portals, Reach } from "./portals";
+import { NoticeStore } from "./notices";
 import { Receiver } from "./receiver";
 import { Session } from "./session";
 import { ClientError, parseAddress, type ChainSource } from "./types";
@@ -86,6 +87,7 @@ export class Engine implements Client {
   private readonly linking: Linking;
   private readonly verification: Verification;
   private readonly receiver: Receiver;
+  private readonly noticeStore: NoticeStore;
   private readonly invites: Invites;
   private readonly people: People;
   private readonly reach: Reach;
@@ -109,6 +111,7 @@ export class Engine implements Client {
     const account = this.session;
     this.attachments = new Attachments(db, api);
     this.messages = new Messages(account, db, changed);
+    this.noticeStore = new NoticeStore(db);
     this.connection = new Connection({ online: () => void this.online(), report });
     // the one loop: the carrier and the outbox need the chains (members,
     // timer), and the conversations send through the outbox
@@ -150,6 +153,7 @@ export class Engine implements Client {
       inboxes: [this.invites, this.ownHistory, this.calls],
       sender: this.outbox,
       changed,
+      noticeStore: this.noticeStore,
     });
     this.state = {
       session: this.session.session,
@@ -190,6 +194,7 @@ export class Engine implements Client {
     this.session.adopt(keys);
     keys.onChange = () => this.receiver.emitKeyChanges();
     await this.messages.load(await this.outbox.queued());
+    this.receiver.notices.value = [...(await this.noticeStore.load()), ...this.receiver.notices.value];
     await this.conversations.load(keys);
     await this.contacts.load();
     this.session.announce();

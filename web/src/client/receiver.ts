@@ -28,6 +28,7 @@ import type { Db, MessageRow } from "./db";
 import type { KeyChange } from "./keys";
 import { ANNOTATIONS } from "./messages";
 import type { Notice } from "./model";
+import type { NoticeStore } from "./notices";
 import { applyEvent, type ConversationState } from "./state";
 import type { Account, ChainStore, LinkRequests, Profiles, ReceivedRows, SasInbox, Sender } from "./types";
 
@@ -54,6 +55,8 @@ export interface ReceiverParts {
   sender: Sender;
   /** messages or conversations changed: the screens redraw */
   changed: () => void;
+  /** where lasting notices are kept (missing messages, key changes) */
+  noticeStore?: NoticeStore;
 }
 
 export class Receiver implements FrameSink {
@@ -250,6 +253,7 @@ export class Receiver implements FrameSink {
 
   private addNotice(notice: Notice): void {
     this.notices.value = [...this.notices.value, notice];
+    void this.parts.noticeStore?.keep(notice);
   }
 
   /** The key changes the keys noticed, as notices in the conversations of
