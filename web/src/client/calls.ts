@@ -87,7 +87,7 @@ interface Live {
   offerSdp: string;
   pc: RTCPeerConnection | null;
   early: RTCIceCandidateInit[];
-  timers: number[];
+  timers: ReturnType<typeof setTimeout>[];
 }
 
 function newCallId(): string {
@@ -168,6 +168,7 @@ export class Calls implements CallsView {
       await pc.setLocalDescription(await pc.createAnswer());
       for (const candidate of live.early.splice(0)) await pc.addIceCandidate(candidate).catch(() => undefined);
       const sdp = await gathered(pc);
+      if ((live.view.state as CallState) === "ended") return; // the caller hung up (or another device won) meanwhile
       await this.carrier.sendToDevice(live.peerDevice, CALL_TYPE.answer, { call: live.view.id, sdp });
     } catch (e) {
       await this.fail(live, "error");
@@ -367,7 +368,7 @@ export class Calls implements CallsView {
   }
 
   private later(live: Live, ms: number, run: () => void): void {
-    live.timers.push(window.setTimeout(run, Math.max(0, ms)));
+    live.timers.push(setTimeout(run, Math.max(0, ms)));
   }
 
   private async turn(): Promise<RTCIceServer[]> {
@@ -433,7 +434,7 @@ export class Calls implements CallsView {
   }
 
   private stopMedia(live: Live): void {
-    for (const timer of live.timers.splice(0)) window.clearTimeout(timer);
+    for (const timer of live.timers.splice(0)) clearTimeout(timer);
     for (const track of live.view.local?.getTracks() ?? []) track.stop();
     live.pc?.close();
   }
@@ -457,10 +458,10 @@ export class Calls implements CallsView {
 async function gathered(pc: RTCPeerConnection): Promise<string> {
   if (pc.iceGatheringState !== "complete") {
     await new Promise<void>((resolve) => {
-      const timer = window.setTimeout(resolve, GATHER_MS);
+      const timer = setTimeout(resolve, GATHER_MS);
       pc.addEventListener("icegatheringstatechange", () => {
         if (pc.iceGatheringState === "complete") {
-          window.clearTimeout(timer);
+          clearTimeout(timer);
           resolve();
         }
       });

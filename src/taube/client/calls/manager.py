@@ -202,6 +202,8 @@ class Calls:
             await self.turn(), lambda s: self._on_ice(call, s), relay_only=self.relay_only
         )
         sdp = await call.peer_conn.answer(call.offer_sdp, media)
+        if call.ended.is_set():
+            return call  # the caller hung up (or another device won) meanwhile
         for candidate in call.early_candidates:
             await call.peer_conn.add_candidate(candidate)
         call.early_candidates.clear()
@@ -313,10 +315,15 @@ class Calls:
             await self._fail(call, reason)
 
     async def close(self) -> None:
-        """End every call (the device goes offline)."""
+        """End every call (the device goes offline), and wait until every
+        media connection is closed."""
         for call in self.active():
             with contextlib.suppress(ClientError, CryptoError, OSError):
                 await self.hang_up(call.id)
+        for call in self._calls.values():
+            if call.peer_conn is not None:
+                with contextlib.suppress(Exception):
+                    await call.peer_conn.close()
 
     # ---------------------------------------------------------------- receiving
 

@@ -169,6 +169,7 @@ class Peer:
         #: held while an offer or answer gathers candidates: closing waits for
         #: it (aioice keeps a relay allocation that completes after a close)
         self._negotiating = asyncio.Lock()
+        self._closing: asyncio.Task[None] | None = None
         self.pc.on("connectionstatechange", lambda: on_state(self.pc.connectionState))
         self.pc.on("track", self._on_track)
 
@@ -234,6 +235,13 @@ class Peer:
         return out
 
     async def close(self) -> None:
+        """Close once; a caller that is cancelled meanwhile does not stop it
+        (cut short, aiortc would leave sockets of its ICE transports open)."""
+        if self._closing is None:
+            self._closing = asyncio.get_running_loop().create_task(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         async with self._negotiating:
             await self.pc.close()
         for reader in self._readers:
