@@ -251,3 +251,24 @@ def broken_turn(client: Client) -> Callable[[], Coroutine[Any, Any, http.TurnCre
         return msgspec.structs.replace(await real(), urls=[])
 
     return turn
+
+
+@pytest.mark.services
+async def test_callee_with_no_device_online_gets_a_missed_call_and_nothing_rings_later(
+    call_server: ServerProcess, sdk: Sdk
+) -> None:
+    make = sdk(call_server)
+    alice, bob = await make("alice"), await make("bob")
+    chat = await alice.start_chat(bob.user)
+    await alice.flush()
+    await bob.sync()
+    await bob.disconnect()  # bob's only device is offline
+
+    call = await alice.call(chat, ring_ms=1500)
+    assert await call.wait_ended() == EndReason.MISSED
+    await alice.flush()
+
+    await bob.sync()  # back online: the invite is stale by now, nothing rings
+    assert (await wait_history_call(bob, chat)).content["outcome"] == EndReason.MISSED
+    assert not bob.calls.active()
+    assert not [e for e in bob.pending_events() if isinstance(e, ev.IncomingCall)]

@@ -575,15 +575,22 @@ class Client:
     # ================================================================ calls
 
     async def call(
-        self, target: ConversationId | str, media: Media | None = None, *, video: bool = False
+        self,
+        target: ConversationId | str,
+        media: Media | None = None,
+        *,
+        video: bool = False,
+        ring_ms: int = 60_000,
     ) -> Call:
         """Ring every device of the other person (``target``: a direct chat, or
-        their address); ``media``: what to send (a tone by default). Events
-        follow: ``CallChanged`` (connecting, connected, ended)."""
+        their address) for ``ring_ms`` at most; ``media``: what to send (a
+        tone by default). Events follow: ``CallChanged`` (connecting,
+        connected, ended)."""
         from taube.client.calls.media import Media  # aiortc is optional
 
         conversation = await self.start_chat(target) if "@" in target else ConversationId(target)
-        return await self._calls.place(conversation, media or Media.tone(video), video=video)
+        media = media or Media.tone(video)
+        return await self._calls.place(conversation, media, video=video, ring_ms=ring_ms)
 
     async def answer_call(self, call: str, media: Media | None = None) -> Call:
         """Answer an ``IncomingCall`` (the caller's other rung devices stop)."""

@@ -141,9 +141,15 @@ class Calls:
     # ---------------------------------------------------------------- placing
 
     async def place(
-        self, conversation: ConversationId, media: Media, *, video: bool | None = None
+        self,
+        conversation: ConversationId,
+        media: Media,
+        *,
+        video: bool | None = None,
+        ring_ms: int = sig.RING_MS,
     ) -> Call:
-        """Ring every device of the other member of a direct chat."""
+        """Ring every device of the other member of a direct chat, for
+        ``ring_ms`` at most (1 s to 5 min)."""
         from taube.client.calls.media import Peer  # aiortc is optional
 
         session = self._session
@@ -152,6 +158,8 @@ class Calls:
         others = sorted(u for u in state.members if u != session.user)
         if len(others) != 1:
             raise CallError("calls are 1:1: the conversation must have one other member")
+        if not 1000 <= ring_ms <= 5 * 60_000:
+            raise CallError("ring_ms must be between 1 s and 5 min")
         video = media.video if video is None else video
         call = Call(
             sig.new_call_id(),
@@ -172,7 +180,12 @@ class Calls:
         )
         sdp = await call.peer_conn.offer(media, video)
         invite = sig.Invite(
-            call=call.id, conversation=conversation, ts=session.clock(), sdp=sdp, video=video
+            call=call.id,
+            conversation=conversation,
+            ts=session.clock(),
+            lifetime_ms=ring_ms,
+            sdp=sdp,
+            video=video,
         )
         reached = 0
         for device in call.devices:
@@ -185,7 +198,7 @@ class Calls:
             await self._end(call, EndReason.UNREACHABLE)
             return call
         self._emit(ev.CallChanged(call.id, conversation, call.state))
-        self._background.spawn(self._ring_timeout(call, sig.RING_MS / 1000))
+        self._background.spawn(self._ring_timeout(call, ring_ms / 1000))
         return call
 
     # ---------------------------------------------------------------- answering
