@@ -9,6 +9,7 @@ import { entriesList, entriesOf } from "./attachments";
 import { callEventOf } from "./calls";
 import type { Db, MessageRow } from "./db";
 import type { MessageView, Remote } from "./model";
+import { SearchIndex } from "./search";
 import { PORTAL, RELAY, portalOf, relayedOf, remoteOf, type PortalLog } from "./portals";
 import type { Account, MessageLog, ReceivedRows, RowArchive, SentRows } from "./types";
 
@@ -51,6 +52,11 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   private order = Date.now() * 1000;
   /** rows stored while a batch of frames is handled, written with it */
   private batch: MessageRow[] | null = null;
+  /** the search index (search.ts), built at the first search */
+  private readonly index = new SearchIndex();
+  private indexed = false;
+  /** messages whose words may have changed since the index looked: [conversation, id] */
+  private readonly unindexed = new Map<string, [string, string]>();
 
   constructor(
     private readonly account: Account,
@@ -73,6 +79,9 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   /** Read the rows again (a history from another device was stored). */
   async reload(queued: Set<string>): Promise<void> {
     this.byConversation.clear();
+    this.index.clear();
+    this.indexed = false;
+    this.unindexed.clear();
     await this.load(queued);
   }
 
@@ -102,7 +111,18 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
     };
   }
 
+  /** The message a row shows or changes the words of (an edit, a
+   * deletion) is looked at again before the next search. */
+  private touched(row: MessageRow): void {
+    if (!this.indexed) return;
+    const target = row.content.target;
+    if (!ANNOTATIONS.has(row.type)) this.unindexed.set(`${row.conversation}\u0000${row.id}`, [row.conversation, row.id]);
+    else if ((row.type === MESSAGE_TYPE.edit || row.type === MESSAGE_TYPE.delete) && typeof target === "string")
+      this.unindexed.set(`${row.conversation}\u0000${target}`, [row.conversation, target]);
+  }
+
   private addRow(row: MessageRow): void {
+    this.touched(row);
     const list = this.byConversation.get(row.conversation) ?? [];
     list.push(row);
     this.byConversation.set(row.conversation, list);
@@ -113,6 +133,7 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   }
 
   replaceRow(row: MessageRow): void {
+    this.touched(row);
     const list = this.byConversation.get(row.conversation) ?? [];
     const at = list.findIndex((r) => r.id === row.id);
     if (at >= 0) list[at] = row;
@@ -181,9 +202,13 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   }
 
   /** The conversation as the user sees it: oldest first, annotations applied. */
-  history(conversation: string): MessageView[] {
+  history(conversation: string, only?: string): MessageView[] {
     const me = this.account.keys?.user ?? "";
-    const rows = [...(this.byConversation.get(conversation) ?? [])].sort(byLogOrder);
+    const all = this.byConversation.get(conversation) ?? [];
+    // `only`: that message alone (and what changes it), for search results
+    const rows = (
+      only === undefined ? [...all] : all.filter((r) => r.id === only || r.content.target === only || r.type === MESSAGE_TYPE.receipt)
+    ).sort(byLogOrder);
     const connector = this.connector(conversation);
     const shown = new Map<string, MessageView>();
     for (const row of rows) {
@@ -274,16 +299,40 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
     return found ? (portalOf(found.content, found.device)?.by ?? null) : null;
   }
 
-  search(text: string): MessageView[] {
-    const needle = text.trim().toLowerCase();
-    if (!needle) return [];
+  /** The messages of every conversation with these words (see search.ts),
+   * newest first, as the user sees them: deleted or expired ones never. */
+  search(text: string, limit = 50): MessageView[] {
+    this.updateIndex();
     const found: MessageView[] = [];
-    for (const conversation of this.byConversation.keys()) {
-      for (const view of this.history(conversation)) {
-        if (!view.deleted && view.text.toLowerCase().includes(needle)) found.push(view);
-      }
+    for (const hit of this.index.search(text, limit)) {
+      const view = this.history(hit.conversation, hit.id).find((v) => v.id === hit.id);
+      if (view && !view.deleted) found.push(view);
     }
-    return found.sort((a, b) => b.ts - a.ts).slice(0, 50);
+    return found;
+  }
+
+  /** Bring the search index up to date: all of it the first time, then
+   * the messages changed since. */
+  updateIndex(): void {
+    if (!this.indexed) {
+      this.index.clear();
+      for (const conversation of this.byConversation.keys())
+        for (const view of this.history(conversation)) this.indexView(view);
+      this.indexed = true;
+      this.unindexed.clear();
+      return;
+    }
+    for (const [conversation, id] of this.unindexed.values()) {
+      const view = this.history(conversation, id).find((v) => v.id === id);
+      if (view) this.indexView(view);
+      else this.index.remove(conversation, id);
+    }
+    this.unindexed.clear();
+  }
+
+  private indexView(view: MessageView): void {
+    if (view.deleted || !view.text) this.index.remove(view.conversation, view.id);
+    else this.index.set(view.conversation, view.id, view.ts, view.text);
   }
 
   /** Messages of others not read yet. */
@@ -320,6 +369,7 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
     for (const list of this.byConversation.values()) for (const row of list) if (row.expiresMs !== null && row.expiresMs <= now) gone.push(row);
     if (!gone.length) return;
     for (const row of gone) {
+      this.touched(row);
       const list = this.byConversation.get(row.conversation) ?? [];
       this.byConversation.set(row.conversation, list.filter((r) => r.id !== row.id));
     }

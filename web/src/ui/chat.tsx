@@ -303,7 +303,10 @@ function Timeline({ conversation }: { conversation: ConversationView }): JSX.Ele
     const el = document.getElementById(`msg-${target}`);
     if (!el) return;
     scrollTarget.value = null;
-    el.scrollIntoView({ block: "center", behavior: "smooth" });
+    // at once, and no longer "at the bottom": following new messages (or a
+    // redraw as the chat is marked read) must not take the view away again
+    atBottom.current = false;
+    el.scrollIntoView({ block: "center", behavior: "auto" });
     el.classList.add("message--flash");
     const timer = setTimeout(() => el.classList.remove("message--flash"), 1600);
     return () => clearTimeout(timer);

@@ -1,0 +1,144 @@
+// The web app's search index (search.ts) and how messages.ts keeps it as
+// the user sees the messages: edits replace the words, a deletion for
+// everyone and an expired timer take the message out, in any order.
+import { describe, expect, it } from "vitest";
+import type { Db, MessageRow } from "../../src/client/db";
+import type { Keys } from "../../src/client/keys";
+import { Messages } from "../../src/client/messages";
+import { SearchIndex, wordsOf } from "../../src/client/search";
+import type { Account } from "../../src/client/types";
+
+const ME = "mara@taube.example";
+const BEN = "ben@taube.example";
+
+function account(): Account {
+  const keys = { user: ME, device: "web", inbound: { forget: () => 0 }, save: async () => undefined } as unknown as Keys;
+  return { keys, need: () => keys };
+}
+
+function memoryDb(): Db {
+  return { put: async () => undefined, delete: async () => undefined, write: async () => undefined } as unknown as Db;
+}
+
+let order = 0;
+function row(conversation: string, type: string, content: Record<string, unknown>, sender = BEN): MessageRow {
+  order += 1;
+  return {
+    conversation,
+    id: `m${order}`,
+    seq: order,
+    sender,
+    senderDevice: `${sender}-device`,
+    ts: 1_700_000_000_000 + order * 1000,
+    type,
+    content,
+    status: "received",
+    expiresMs: null,
+    session: null,
+    order,
+  };
+}
+
+function log(): Messages {
+  return new Messages(account(), memoryDb(), () => undefined);
+}
+
+const texts = (messages: Messages, query: string) => messages.search(query).map((m) => m.text);
+
+describe("SearchIndex", () => {
+  it("splits words without case or diacritics", () => {
+    expect(wordsOf("Café  au-lait, CAFÉ! 42")).toEqual(["cafe", "au", "lait", "42"]);
+    expect(wordsOf("  ...  ")).toEqual([]);
+  });
+
+  it("finds every word as the start of a word, newest first", () => {
+    const index = new SearchIndex();
+    index.set("c1", "a", 1, "Hallo World");
+    index.set("c2", "b", 3, "hallo welt");
+    index.set("c1", "c", 2, "hello world");
+    expect(index.search("hal").map((h) => h.id)).toEqual(["b", "a"]);
+    expect(index.search("wor hal").map((h) => h.id)).toEqual(["a"]);
+    expect(index.search("orld")).toEqual([]); // the start of a word only
+    expect(index.search("h", 2).map((h) => h.id)).toEqual(["b", "c"]);
+    expect(index.search("")).toEqual([]);
+    expect(index.search("hallo wxyz")).toEqual([]);
+  });
+
+  it("forgets the old words of a message set again, and removed messages", () => {
+    const index = new SearchIndex();
+    index.set("c1", "a", 1, "first words");
+    index.search("first"); // sorted once
+    index.set("c1", "a", 1, "second thoughts");
+    expect(index.search("first")).toEqual([]);
+    expect(index.search("second").map((h) => h.id)).toEqual(["a"]);
+    index.remove("c1", "a");
+    expect(index.search("second")).toEqual([]);
+    expect(index.size).toBe(0);
+  });
+
+  it("finds one message among many, and a word's start among many words", () => {
+    const index = new SearchIndex();
+    for (let i = 0; i < 20_000; i += 1) index.set(`c${i % 40}`, `m${i}`, i, `message number w${i} about topic${i % 100}`);
+    expect(index.size).toBe(20_000);
+    expect(index.search("w19999").map((h) => h.id)).toEqual(["m19999"]);
+    // "topic7" starts topic7 and topic70..79
+    expect(index.search("topic7 about", 3).map((h) => h.id)).toEqual(["m19979", "m19978", "m19977"]);
+    expect(index.search("topic7 w1990").map((h) => h.id)).toEqual(["m19907"]);
+  });
+});
+
+describe("Messages.search", () => {
+  it("searches every conversation, as the user sees them", async () => {
+    const messages = log();
+    const a = row("c1", "text", { body: "the pigeon flies" });
+    const b = row("c2", "text", { body: "pigeons everywhere" });
+    for (const r of [a, b, row("c2", "reaction", { target: b.id, key: "🕊" })]) await messages.storeRow(r);
+    expect(texts(messages, "pigeon")).toEqual(["pigeons everywhere", "the pigeon flies"]);
+    expect(messages.search("pigeon").map((m) => m.conversation)).toEqual(["c2", "c1"]);
+  });
+
+  it("follows edits: the new words are found, the old are not (only the author's)", async () => {
+    const messages = log();
+    const a = row("c1", "text", { body: "meet at noon" });
+    await messages.storeRow(a);
+    expect(texts(messages, "noon")).toEqual(["meet at noon"]); // the index is built
+    await messages.storeRow(row("c1", "edit", { target: a.id, body: "meet at dawn" }));
+    expect(texts(messages, "noon")).toEqual([]);
+    expect(texts(messages, "dawn")).toEqual(["meet at dawn"]);
+    await messages.storeRow(row("c1", "edit", { target: a.id, body: "forged by someone else" }, ME));
+    expect(texts(messages, "forged")).toEqual([]);
+    expect(messages.search("dawn")[0]?.edited).toBe(true);
+  });
+
+  it("never finds a message deleted for everyone, whichever came first", async () => {
+    const messages = log();
+    const a = row("c1", "text", { body: "secret plan" });
+    const b = row("c1", "text", { body: "secret recipe" });
+    await messages.storeRow(a);
+    expect(texts(messages, "secret")).toEqual(["secret plan"]);
+    await messages.storeRow(row("c1", "delete", { target: a.id }));
+    await messages.storeRow(row("c1", "delete", { target: b.id })); // before its message
+    await messages.storeRow(b);
+    expect(texts(messages, "secret")).toEqual([]);
+    expect(texts(messages, "plan")).toEqual([]);
+  });
+
+  it("never finds a message whose time ran out", async () => {
+    const messages = log();
+    const stays = row("c1", "text", { body: "vanishing act stays" });
+    const goes = { ...row("c1", "text", { body: "vanishing soon" }), expiresMs: Date.now() - 1 };
+    await messages.storeRow(stays);
+    await messages.storeRow(goes);
+    expect(texts(messages, "vanishing").sort()).toEqual(["vanishing act stays", "vanishing soon"]);
+    await messages.expire();
+    expect(texts(messages, "vanishing")).toEqual(["vanishing act stays"]);
+  });
+
+  it("finds messages stored before the first search and after it", async () => {
+    const messages = log();
+    await messages.storeRow(row("c1", "text", { body: "early bird" }));
+    expect(texts(messages, "bird")).toEqual(["early bird"]);
+    await messages.storeRow(row("c3", "text", { body: "late bird" }));
+    expect(texts(messages, "bird")).toEqual(["late bird", "early bird"]);
+  });
+});
