@@ -10,7 +10,7 @@ from playwright.async_api import expect
 from taube.crypto import IdentityKeyPair
 from taube.proto import frames, http
 from taube.testing.evilproxy import Connection, EvilProxy
-from tests.web.conftest import PageFactory, SdkFactory
+from tests.web.conftest import ARTIFACTS, PageFactory, SdkFactory
 from tests.web.driver import message, open_conversation, sign_up, tid
 from tests.web.test_malicious_server_browser import (
     KEYS_QUERY,
@@ -73,6 +73,10 @@ async def test_key_change_warning_stays_after_a_reload(
     await expect(lines).to_have_count(2)
     await expect(lines.first).to_contain_text(WORDS[0])
     await expect(lines.last).to_have_attribute("data-kind", "key-changed")
+    await page.screenshot(path=ARTIFACTS / "notice-key-changed-1280.png")
+    await page.set_viewport_size({"width": 360, "height": 740})
+    await expect(changed).to_be_in_viewport()
+    await page.screenshot(path=ARTIFACTS / "notice-key-changed-360.png")
 
 
 async def test_missing_marker_stays_after_a_reload(

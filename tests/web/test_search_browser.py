@@ -9,7 +9,7 @@ import re
 from playwright.async_api import expect
 
 from taube.testing import ServerProcess
-from tests.web.conftest import PageFactory, SdkFactory
+from tests.web.conftest import ARTIFACTS, PageFactory, SdkFactory
 from tests.web.driver import message, open_conversation, sign_up, tid
 
 FILLER = 40
@@ -38,12 +38,14 @@ async def test_search_result_opens_the_chat_at_the_message(
     await expect(results).to_have_count(2)
     await expect(results.first).to_contain_text("harbour lights")  # newest first
     await expect(results.last).to_contain_text("harbour at dawn")
+    await page.screenshot(path=ARTIFACTS / "search-results-1280.png")
     await results.last.click()
     await expect(tid(page, "chat-title")).to_have_text("Alice")
     found = message(page, "harbour at dawn")
     await expect(found).to_be_in_viewport()
     await expect(found).to_have_class(re.compile(r"\bmessage--flash\b"))  # highlighted a moment
     await expect(message(page, f"filler line {FILLER - 1}")).not_to_be_in_viewport()
+    await page.screenshot(path=ARTIFACTS / "search-jump-1280.png")
 
     # deleted for everyone: never found again
     await carol.delete(with_carol, lights)
@@ -53,3 +55,11 @@ async def test_search_result_opens_the_chat_at_the_message(
     await search.fill("harbour")
     await expect(results).to_have_count(1)
     await expect(results.first).to_contain_text("harbour at dawn")
+    # on a phone: the results, then the chat at the message
+    await page.set_viewport_size({"width": 360, "height": 740})
+    await tid(page, "back").click()
+    await expect(results.first).to_be_visible()
+    await page.screenshot(path=ARTIFACTS / "search-results-360.png")
+    await results.first.click()
+    await expect(found).to_be_in_viewport()
+    await page.screenshot(path=ARTIFACTS / "search-jump-360.png")
