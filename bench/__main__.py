@@ -29,6 +29,7 @@ WORKLOADS = {
     "scaleout": "one node against two on PostgreSQL + Redis, and the cost of the Redis hop",
     "mail": "chat over e-mail: mails in through the connector, send latency beside Delta Chat",
     "search": "searching 100,000 messages on one device (SDK, SQLite FTS5): p50/p99 per query",
+    "websearch": "the web app's search on 100,000 messages (its in-memory index, in Node)",
     "federation": "1:1 delivery across two federated servers, side by side with one server",
     "calls": "1:1 call set-up (dial -> media) direct and through TURN, CPU per participant",
 }

@@ -316,8 +316,10 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   updateIndex(): void {
     if (!this.indexed) {
       this.index.clear();
-      for (const conversation of this.byConversation.keys())
-        for (const view of this.history(conversation)) this.indexView(view);
+      // newest last, so that the index's order (newest first) is by time
+      const views = [...this.byConversation.keys()].flatMap((conversation) => this.history(conversation));
+      views.sort((a, b) => a.ts - b.ts);
+      for (const view of views) this.indexView(view);
       this.indexed = true;
       this.unindexed.clear();
       return;

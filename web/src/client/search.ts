@@ -10,8 +10,13 @@
 // Words are lower case without diacritics ("Café" is found by "cafe"),
 // split at everything that is not a letter or a digit. A query finds the
 // messages that have, for every word of the query, a word starting with it
-// ("hal wor" finds "Hallo World"), newest first. The words are kept sorted
-// so that a prefix is a range found by binary search, not a walk over all.
+// ("hal wor" finds "Hallo World"), newest first: in the order the messages
+// came into the index (as the SDK's rowid order), which is their time for
+// the messages there when it is built and their arrival after that. The
+// words are kept sorted so that a prefix is a range found by binary search.
+// A query whose rarest word is in few messages looks at those only; one
+// whose every word is common walks the messages newest first and stops at
+// the limit (which comes soon, since most messages match).
 
 /** A message in the index. */
 interface Entry {
@@ -19,7 +24,13 @@ interface Entry {
   id: string;
   ts: number;
   words: string[];
+  /** its place in `order` (newest: highest) */
+  seq: number;
+  alive: boolean;
 }
+
+/** a query word in more messages than this walks the messages instead */
+const WALK_FROM = 2000;
 
 export interface Hit {
   conversation: string;
@@ -43,6 +54,8 @@ export class SearchIndex {
   private readonly postings = new Map<string, Set<string>>();
   /** every word, sorted (null: to sort again before the next query) */
   private sorted: string[] | null = [];
+  /** the entries in the order they came (removed ones are dead until compacted) */
+  private order: Entry[] = [];
 
   get size(): number {
     return this.entries.size;
@@ -51,10 +64,19 @@ export class SearchIndex {
   /** Index a message with this text (again: its old words go). */
   set(conversation: string, id: string, ts: number, text: string): void {
     const key = keyOf(conversation, id);
-    this.drop(key);
     const words = wordsOf(text);
-    if (!words.length) return;
-    this.entries.set(key, { conversation, id, ts, words });
+    const old = this.entries.get(key);
+    if (old && words.length) {
+      // changed words (an edit): the message keeps its place
+      this.unpost(key, old.words);
+      old.words = words;
+    } else {
+      this.drop(key);
+      if (!words.length) return;
+      const entry: Entry = { conversation, id, ts, words, seq: this.order.length, alive: true };
+      this.entries.set(key, entry);
+      this.order.push(entry);
+    }
     for (const word of words) {
       let keys = this.postings.get(word);
       if (!keys) {
@@ -75,13 +97,23 @@ export class SearchIndex {
     this.entries.clear();
     this.postings.clear();
     this.sorted = [];
+    this.order = [];
   }
 
   private drop(key: string): void {
     const entry = this.entries.get(key);
     if (!entry) return;
     this.entries.delete(key);
-    for (const word of entry.words) {
+    entry.alive = false;
+    this.unpost(key, entry.words);
+    if (this.order.length > 1000 && this.entries.size < this.order.length / 2) {
+      this.order = this.order.filter((e) => e.alive);
+      this.order.forEach((e, i) => (e.seq = i));
+    }
+  }
+
+  private unpost(key: string, words: string[]): void {
+    for (const word of words) {
       const keys = this.postings.get(word);
       keys?.delete(key);
       if (keys?.size === 0) {
@@ -111,16 +143,33 @@ export class SearchIndex {
   search(query: string, limit = 50): Hit[] {
     const wanted = wordsOf(query);
     if (!wanted.length || limit <= 0) return [];
-    // the longest word has the fewest messages, usually: start from it
-    const [first, ...rest] = [...wanted].sort((a, b) => b.length - a.length) as [string, ...string[]];
-    const candidates = new Set<string>();
-    for (const word of this.wordsStarting(first)) for (const key of this.postings.get(word) ?? []) candidates.add(key);
+    const has = (entry: Entry, w: string) => entry.words.some((word) => word.startsWith(w));
+    // start from the word in the fewest messages
+    const estimates = wanted.map((w) => {
+      const words = this.wordsStarting(w);
+      return { w, words, count: words.reduce((n, word) => n + (this.postings.get(word)?.size ?? 0), 0) };
+    });
+    estimates.sort((a, b) => a.count - b.count);
+    const [rarest, ...others] = estimates as [(typeof estimates)[0], ...typeof estimates];
+    const rest = others.map((e) => e.w);
     const hits: Entry[] = [];
-    for (const key of candidates) {
-      const entry = this.entries.get(key) as Entry;
-      if (rest.every((w) => entry.words.some((word) => word.startsWith(w)))) hits.push(entry);
+    if (rarest.count > WALK_FROM) {
+      for (let i = this.order.length - 1; i >= 0 && hits.length < limit; i -= 1) {
+        const entry = this.order[i] as Entry;
+        if (entry.alive && wanted.every((w) => has(entry, w))) hits.push(entry);
+      }
+    } else {
+      const seen = new Set<string>();
+      for (const word of rarest.words) {
+        for (const key of this.postings.get(word) ?? []) {
+          if (seen.has(key)) continue;
+          seen.add(key);
+          const entry = this.entries.get(key) as Entry;
+          if (rest.every((w) => has(entry, w))) hits.push(entry);
+        }
+      }
+      hits.sort((a, b) => b.seq - a.seq);
     }
-    hits.sort((a, b) => b.ts - a.ts);
     return hits.slice(0, limit).map(({ conversation, id, ts }) => ({ conversation, id, ts }));
   }
 }

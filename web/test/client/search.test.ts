@@ -59,9 +59,23 @@ describe("SearchIndex", () => {
     expect(index.search("hal").map((h) => h.id)).toEqual(["b", "a"]);
     expect(index.search("wor hal").map((h) => h.id)).toEqual(["a"]);
     expect(index.search("orld")).toEqual([]); // the start of a word only
-    expect(index.search("h", 2).map((h) => h.id)).toEqual(["b", "c"]);
+    expect(index.search("h", 2).map((h) => h.id)).toEqual(["c", "b"]); // the order they came in
     expect(index.search("")).toEqual([]);
     expect(index.search("hallo wxyz")).toEqual([]);
+  });
+
+  it("walks newest first when every word is common, and skips removed messages", () => {
+    const index = new SearchIndex();
+    for (let i = 0; i < 5000; i += 1) index.set("c1", `m${i}`, i, `common words ${i % 2 ? "odd" : "even"}`);
+    index.remove("c1", "m4999");
+    index.set("c1", "m4997", 4997, "common words edited"); // keeps its place
+    expect(index.search("comm odd", 3).map((h) => h.id)).toEqual(["m4995", "m4993", "m4991"]);
+    expect(index.search("common", 2).map((h) => h.id)).toEqual(["m4998", "m4997"]);
+    expect(index.search("common edit").map((h) => h.id)).toEqual(["m4997"]);
+    for (let i = 0; i < 4000; i += 1) index.remove("c1", `m${i}`); // compacted on the way
+    expect(index.size).toBe(999);
+    expect(index.search("even", 2).map((h) => h.id)).toEqual(["m4998", "m4996"]);
+    expect(index.search("common", 1000).at(-1)?.id).toBe("m4000");
   });
 
   it("forgets the old words of a message set again, and removed messages", () => {
