@@ -4,6 +4,12 @@ Real server, real clients, the lying proxy of ``taube.testing.evilproxy``."""
 
 from __future__ import annotations
 
+import argparse
+import json
+
+import pytest
+
+from taube.cli import commands
 from taube.client import Client, KeyChanged, MissingMessages
 from taube.client import events as ev
 from taube.crypto import IdentityKeyPair
@@ -28,7 +34,7 @@ def shown(client: Client, chat: ConversationId) -> list[tuple[str, str]]:
     return [(m.type, m.text) for m in client.history(chat, notices=True)]
 
 
-async def test_missing_messages_marker_stays(net: Net) -> None:
+async def test_missing_messages_marker_stays(net: Net, capsys: pytest.CaptureFixture[str]) -> None:
     proxy = await net.proxy()
     alice, bob = await net.client("alice"), await net.client("bob", via=proxy)
     chat = await alice.start_chat(bob.user)
@@ -55,10 +61,16 @@ async def test_missing_messages_marker_stays(net: Net) -> None:
 
     bob = await net.reopen(bob)
     assert shown(bob, chat) == expected
-    [notice] = [m for m in bob.history(chat, notices=True) if m.type == ev.NOTICE]
-    assert notice.content["kind"] == "missing"
-    assert notice.content["count"] == 2
-    assert notice.sender == alice.user
+    # the CLI prints it in its place, and as a notice in JSON
+    await commands.history(bob, argparse.Namespace(conversation=chat, limit=10, json=False))
+    assert capsys.readouterr().out.splitlines()[2] == f"-- {marker} --"
+    await commands.history(bob, argparse.Namespace(conversation=chat, limit=10, json=True))
+    notice = json.loads(capsys.readouterr().out.splitlines()[2])
+    assert (notice["event"], notice["kind"], notice["count"]) == ("notice", "missing", 2)
+    [kept] = [m for m in bob.history(chat, notices=True) if m.type == ev.NOTICE]
+    assert kept.content["kind"] == "missing"
+    assert kept.content["count"] == 2
+    assert kept.sender == alice.user
     await alice.send_text(chat, "m5")
     await alice.flush()
     await wait_texts(bob, chat, 4)
