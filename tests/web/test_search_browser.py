@@ -38,6 +38,7 @@ async def test_search_result_opens_the_chat_at_the_message(
     await expect(results).to_have_count(2)
     await expect(results.first).to_contain_text("harbour lights")  # newest first
     await expect(results.last).to_contain_text("harbour at dawn")
+    await expect(tid(results.last, "search-snippet").locator("mark")).to_have_text("harbour")
     await page.screenshot(path=ARTIFACTS / "search-results-1280.png")
     await results.last.click()
     await expect(tid(page, "chat-title")).to_have_text("Alice")

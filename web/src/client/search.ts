@@ -173,3 +173,28 @@ export class SearchIndex {
     return hits.slice(0, limit).map(({ conversation, id, ts }) => ({ conversation, id, ts }));
   }
 }
+
+/** `text` cut to about `around` characters before the first word the query
+ * finds, in pieces, the words it finds marked (for a result's snippet). */
+export function marked(text: string, query: string, around = 30): { text: string; hit: boolean }[] {
+  const wanted = wordsOf(query);
+  const pieces: { text: string; hit: boolean }[] = [];
+  let at = 0;
+  let first = -1;
+  for (const match of text.matchAll(/[\p{L}\p{N}\p{M}]+/gu)) {
+    const [word] = wordsOf(match[0]);
+    if (word === undefined || !wanted.some((w) => word.startsWith(w))) continue;
+    const start = match.index ?? 0;
+    if (first < 0) first = start;
+    if (start > at) pieces.push({ text: text.slice(at, start), hit: false });
+    pieces.push({ text: match[0], hit: true });
+    at = start + match[0].length;
+  }
+  if (at < text.length) pieces.push({ text: text.slice(at), hit: false });
+  if (first > around && pieces[0] && !pieces[0].hit) {
+    const lead = pieces[0].text;
+    const cut = lead.slice(lead.length - around);
+    pieces[0] = { text: `…${cut.slice(cut.search(/\s/u) + 1 || 0)}`, hit: false };
+  }
+  return pieces;
+}

@@ -3,6 +3,7 @@
 import type { JSX } from "preact";
 import { useMemo, useState } from "preact/hooks";
 import type { ConversationView, MessageView } from "../client/model";
+import { marked } from "../client/search";
 import { Avatar } from "./avatar";
 import { openConversation, panel, scrollTarget, openId, useClient } from "./context";
 import { authorName, displayName, formatListTime, messagePreview } from "./format";
@@ -110,7 +111,7 @@ export function Sidebar(): JSX.Element {
         )}
       </div>
       <nav class="conversations" aria-label="Conversations" onKeyDown={moveFocus}>
-        {q && <h2 class="list-heading">Chats</h2>}
+        {q && visible.length > 0 && <h2 class="list-heading">Chats</h2>}
         <ul class="conversations__list" data-testid="conversation-list">
           {visible.map((c) => (
             <ConversationItem key={c.id} conversation={c} />
@@ -123,7 +124,7 @@ export function Sidebar(): JSX.Element {
             <h2 class="list-heading">Messages</h2>
             <ul class="conversations__list">
               {results.map((m) => (
-                <SearchResult key={`${m.conversation}/${m.id}`} message={m} />
+                <SearchResult key={`${m.conversation}/${m.id}`} message={m} query={query} />
               ))}
             </ul>
           </>
@@ -259,7 +260,7 @@ function ConversationItem({ conversation: c }: { conversation: ConversationView 
   );
 }
 
-function SearchResult({ message }: { message: MessageView }): JSX.Element {
+function SearchResult({ message, query }: { message: MessageView; query: string }): JSX.Element {
   const client = useClient();
   const conversation = client.state.conversations.value.find((c) => c.id === message.conversation);
   const contacts = client.state.contacts.value;
@@ -280,8 +281,9 @@ function SearchResult({ message }: { message: MessageView }): JSX.Element {
             <span class="conversation__title">{conversation?.title ?? "Chat"}</span>
             <span class="conversation__time">{formatListTime(message.ts)}</span>
           </span>
-          <span class="conversation__preview">
-            {authorName(message, contacts)}: {messagePreview(message)}
+          <span class="conversation__preview" data-testid="search-snippet">
+            {authorName(message, contacts)}:{" "}
+            {marked(messagePreview(message), query).map((piece, i) => (piece.hit ? <mark key={i}>{piece.text}</mark> : piece.text))}
           </span>
         </span>
       </button>

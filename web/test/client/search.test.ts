@@ -5,7 +5,7 @@ import { describe, expect, it } from "vitest";
 import type { Db, MessageRow } from "../../src/client/db";
 import type { Keys } from "../../src/client/keys";
 import { Messages } from "../../src/client/messages";
-import { SearchIndex, wordsOf } from "../../src/client/search";
+import { SearchIndex, marked, wordsOf } from "../../src/client/search";
 import type { Account } from "../../src/client/types";
 
 const ME = "mara@taube.example";
@@ -76,6 +76,23 @@ describe("SearchIndex", () => {
     expect(index.size).toBe(999);
     expect(index.search("even", 2).map((h) => h.id)).toEqual(["m4998", "m4996"]);
     expect(index.search("common", 1000).at(-1)?.id).toBe("m4000");
+  });
+
+  it("marks the words a query finds, and cuts a long lead", () => {
+    expect(marked("Meet me at the Harbour, at dawn", "harb DAWN")).toEqual([
+      { text: "Meet me at the ", hit: false },
+      { text: "Harbour", hit: true },
+      { text: ", at ", hit: false },
+      { text: "dawn", hit: true },
+    ]);
+    expect(marked("Ein Café", "cafe")).toEqual([
+      { text: "Ein ", hit: false },
+      { text: "Café", hit: true },
+    ]);
+    const long = marked(`${"word ".repeat(30)}target here`, "targ");
+    expect(long[0]?.text.startsWith("…")).toBe(true);
+    expect(long[0]?.text.length).toBeLessThanOrEqual(31);
+    expect(long[1]).toEqual({ text: "target", hit: true });
   });
 
   it("forgets the old words of a message set again, and removed messages", () => {
