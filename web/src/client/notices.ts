@@ -47,12 +47,6 @@ export class NoticeStore {
     return this.save();
   }
 
-  /** Forget the notices of a conversation (it was left or deleted here). */
-  forget(conversation: string): Promise<void> {
-    this.kept = this.kept.filter((n) => n.conversation !== conversation);
-    return this.save();
-  }
-
   /** Write the list after the write under way (many notices at once: one
    * write of the newest list). */
   private save(): Promise<void> {
