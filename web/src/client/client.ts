@@ -202,6 +202,7 @@ export class Engine implements Client {
     this.bump();
     this.connection.start(keys.token, this.receiver);
     window.setInterval(() => void this.messages.expire(), 1000);
+    this.messages.warmIndex(); // search is ready before the first keystroke
   }
 
   /** The server welcomed us: top up one-time keys, fetch the chains that

@@ -55,6 +55,9 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   /** the search index (search.ts), built at the first search */
   private readonly index = new SearchIndex();
   private indexed = false;
+  /** the index being built while the page is idle: conversations still to
+   * read, and the messages read so far */
+  private warming: { conversations: string[]; views: MessageView[] } | null = null;
   /** messages whose words may have changed since the index looked: [conversation, id] */
   private readonly unindexed = new Map<string, [string, string]>();
 
@@ -81,6 +84,7 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
     this.byConversation.clear();
     this.index.clear();
     this.indexed = false;
+    this.warming = null;
     this.unindexed.clear();
     await this.load(queued);
   }
@@ -114,7 +118,7 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
   /** The message a row shows or changes the words of (an edit, a
    * deletion) is looked at again before the next search. */
   private touched(row: MessageRow): void {
-    if (!this.indexed) return;
+    if (!this.indexed && !this.warming) return;
     const target = row.content.target;
     if (!ANNOTATIONS.has(row.type)) this.unindexed.set(`${row.conversation}\u0000${row.id}`, [row.conversation, row.id]);
     else if ((row.type === MESSAGE_TYPE.edit || row.type === MESSAGE_TYPE.delete) && typeof target === "string")
@@ -315,14 +319,15 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
    * the messages changed since. */
   updateIndex(): void {
     if (!this.indexed) {
+      const { conversations, views } = this.warming ?? { conversations: [...this.byConversation.keys()], views: [] };
+      for (const conversation of conversations) views.push(...this.history(conversation));
+      this.warming = null;
       this.index.clear();
       // newest last, so that the index's order (newest first) is by time
-      const views = [...this.byConversation.keys()].flatMap((conversation) => this.history(conversation));
       views.sort((a, b) => a.ts - b.ts);
       for (const view of views) this.indexView(view);
       this.indexed = true;
-      this.unindexed.clear();
-      return;
+      // what changed while it was being built is looked at again below
     }
     for (const [conversation, id] of this.unindexed.values()) {
       const view = this.history(conversation, id).find((v) => v.id === id);
@@ -330,6 +335,25 @@ export class Messages implements SentRows, ReceivedRows, MessageLog, RowArchive,
       else this.index.remove(conversation, id);
     }
     this.unindexed.clear();
+  }
+
+  /** Start building the search index, a few milliseconds at a time while
+   * the page is idle, so that the first search does not wait for it all
+   * (a search before it is done finishes it). */
+  warmIndex(): void {
+    if (this.indexed || this.warming) return;
+    const warming = { conversations: [...this.byConversation.keys()], views: [] as MessageView[] };
+    this.warming = warming;
+    const step = () => {
+      if (this.warming !== warming) return; // done by a search, or the profile was read again
+      const until = performance.now() + 8;
+      while (warming.conversations.length && performance.now() < until) {
+        warming.views.push(...this.history(warming.conversations.pop() as string));
+      }
+      if (warming.conversations.length) setTimeout(step, 0);
+      else this.updateIndex();
+    };
+    setTimeout(step, 0);
   }
 
   private indexView(view: MessageView): void {

@@ -165,6 +165,26 @@ describe("Messages.search", () => {
     expect(texts(messages, "vanishing")).toEqual(["vanishing act stays"]);
   });
 
+  it("builds the index while idle; what changes meanwhile is found as it is now", async () => {
+    const messages = log();
+    const rows = Array.from({ length: 30 }, (_, i) => row(`w${i}`, "text", { body: `warm start ${i}` }));
+    for (const r of rows) await messages.storeRow(r);
+    messages.warmIndex();
+    await messages.storeRow(row("w0", "edit", { target: rows[0]!.id, body: "warm changed" }));
+    await messages.storeRow(row("w1", "delete", { target: rows[1]!.id }));
+    await new Promise((resolve) => setTimeout(resolve, 50));
+    expect(texts(messages, "start")).toHaveLength(28);
+    expect(texts(messages, "changed")).toEqual(["warm changed"]);
+    const ids = messages.search("warm").map((m) => m.id);
+    expect(ids).toContain(rows[0]!.id);
+    expect(ids).not.toContain(rows[1]!.id);
+    // a search before the build is done finishes it
+    const other = log();
+    for (const r of rows.slice(2)) await other.storeRow(r);
+    other.warmIndex();
+    expect(texts(other, "start")).toHaveLength(28);
+  });
+
   it("finds messages stored before the first search and after it", async () => {
     const messages = log();
     await messages.storeRow(row("c1", "text", { body: "early bird" }));
