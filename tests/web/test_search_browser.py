@@ -48,8 +48,11 @@ async def test_search_result_opens_the_chat_at_the_message(
     await expect(message(page, f"filler line {FILLER - 1}")).not_to_be_in_viewport()
     await page.screenshot(path=ARTIFACTS / "search-jump-1280.png")
 
-    # deleted for everyone: never found again
+    # deleted for everyone: never found again (the results follow at once)
+    await search.fill("harbour")
+    await expect(results).to_have_count(2)
     await carol.delete(with_carol, lights)
+    await expect(results).to_have_count(1)
     await search.fill("")
     await open_conversation(page, "Carol")
     await expect(message(page, "harbour lights")).to_have_count(0)

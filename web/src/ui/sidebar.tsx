@@ -32,7 +32,9 @@ export function Sidebar(): JSX.Element {
         (c.portal?.peers ?? []).some((p) => p.toLowerCase().includes(q)),
     );
   }, [conversations, q]);
-  const results = useMemo<MessageView[]>(() => (q.length >= 2 ? client.search(query.trim()).slice(0, 50) : []), [q]);
+  // again when messages change (the list's views follow every change): the
+  // index makes that cheap, so an edit or a deletion shows in the results at once
+  const results = useMemo<MessageView[]>(() => (q.length >= 2 ? client.search(query.trim()).slice(0, 50) : []), [q, conversations]);
 
   return (
     <section class="sidebar" aria-label="Chats">
