@@ -189,10 +189,16 @@ async def _starttls(imap: aioimaplib.IMAP4, host: str) -> None:
     command = aioimaplib.Command("STARTTLS", protocol.new_tag(), loop=protocol.loop)
     _ok(await protocol.execute(command), "starttls")
     context = ssl.create_default_context()
-    transport = await asyncio.get_running_loop().start_tls(
-        protocol.transport, protocol, context, server_hostname=host
-    )
+    plain = protocol.transport
+    try:
+        transport = await asyncio.get_running_loop().start_tls(
+            plain, protocol, context, server_hostname=host
+        )
+    except BaseException:
+        plain.close()  # an untrusted certificate: the plain socket goes too
+        raise
     if transport is None:
+        plain.close()
         raise ImapError("the TLS upgrade failed")
     protocol.transport = transport
     await protocol.capability()  # what was said before TLS does not count
