@@ -48,10 +48,16 @@ class Tmux:
             return False
         return True
 
-    async def wait_for(self, text: str, timeout: float = 20.0) -> str:
-        async with asyncio.timeout(timeout):
-            while text not in (screen := self.screen()):
-                await asyncio.sleep(0.1)
+    async def wait_for(self, text: str, timeout: float = 60.0) -> str:
+        """The screen once it shows ``text`` (a program starting on a busy
+        machine may take a while); on timeout, the screen as it was."""
+        screen = ""
+        try:
+            async with asyncio.timeout(timeout):
+                while text not in (screen := self.screen()):
+                    await asyncio.sleep(0.1)
+        except TimeoutError:
+            raise AssertionError(f"{text!r} never showed; the screen:\n{screen}") from None
         return screen
 
     def stop(self) -> None:
