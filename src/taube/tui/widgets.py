@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import ClassVar
 
+from rich.console import Group
 from rich.text import Text
 from textual import events
 from textual.binding import Binding, BindingType
@@ -24,17 +25,20 @@ class ChatItem(ListItem):
         self.chat = chat
 
     @staticmethod
-    def render_chat(chat: ChatSummary) -> Text:
-        line = Text(no_wrap=True, overflow="ellipsis")
-        unread = f" {chat.unread if chat.unread < 100 else '99+'}" if chat.unread else ""
-        line.append(chat.title, style="bold" if chat.unread else "")
-        if unread:
-            line.append(unread, style="bold reverse")
-        line.append("\n")
+    def render_chat(chat: ChatSummary) -> Group:
+        """Two lines, each cut to the column on its own (a long address must
+        not wrap and push the preview out): the title, then the unread count,
+        the network badge and the last message."""
+        title = Text(chat.title, style="bold" if chat.unread else "", no_wrap=True)
+        title.overflow = "ellipsis"
+        below = Text(no_wrap=True, overflow="ellipsis")
+        if chat.unread:
+            below.append(f"{chat.unread if chat.unread < 100 else '99+'}", style="bold reverse")
+            below.append(" ")
         if chat.badge:
-            line.append(f"[{chat.badge}] ", style="magenta")
-        line.append(chat.last_text, style="dim")
-        return line
+            below.append(f"[{chat.badge}] ", style="magenta")
+        below.append(chat.last_text, style="dim")
+        return Group(title, below)
 
     def update_chat(self, chat: ChatSummary) -> None:
         self.chat = chat
