@@ -13,13 +13,12 @@ profile, as the e-mail connector keeps its account.
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
 from taube.cli.io import out as _out
+from taube.cli.io import run_until_signal
 from taube.cli.io import secret as _secret
 from taube.client import Client, ClientError
 
@@ -96,22 +95,10 @@ async def connect_run(client: Client, args: argparse.Namespace) -> int:
     except LookupError as exc:
         raise ClientError(str(exc)) from exc
     await client.sync(timeout=60)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(runner.run())
-    stopping = asyncio.create_task(stop.wait())
     try:
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
+        return await run_until_signal(runner.run())
     finally:
-        running.cancel()
-        stopping.cancel()
-        await asyncio.gather(running, stopping, return_exceptions=True)
         runner.state.close()
-    if running.done() and not running.cancelled() and running.exception() is not None:
-        raise ClientError(f"the connector stopped: {running.exception()}")
-    return 0
 
 
 async def connect_status(client: Client, args: argparse.Namespace) -> int:

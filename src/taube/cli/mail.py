@@ -13,12 +13,11 @@ it is imported only by these commands. The account's password comes from
 from __future__ import annotations
 
 import argparse
-import asyncio
-import signal
 import sys
 from typing import TYPE_CHECKING, Any
 
 from taube.cli.io import out as _out
+from taube.cli.io import run_until_signal
 from taube.cli.io import secret as _secret
 from taube.client import Client, ClientError
 
@@ -108,21 +107,7 @@ async def mail_run(client: Client, args: argparse.Namespace) -> int:
 
     service = MailService(client, on_progress=progress if args.progress else None, on_status=status)
     await client.sync(timeout=60)
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
-    running = asyncio.create_task(service.run())
-    stopping = asyncio.create_task(stop.wait())
-    try:
-        await asyncio.wait({running, stopping}, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        running.cancel()
-        stopping.cancel()
-        await asyncio.gather(running, stopping, return_exceptions=True)
-    if running.done() and not running.cancelled() and running.exception() is not None:
-        raise ClientError(f"the connector stopped: {running.exception()}")
-    return 0
+    return await run_until_signal(service.run())
 
 
 async def mail_status(client: Client, args: argparse.Namespace) -> int:
