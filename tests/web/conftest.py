@@ -33,8 +33,9 @@ def _need_browser() -> None:
         missing_service("the web bundle is not built (cd web && npm ci && npm run build)")
 
 
-@pytest.fixture
-async def browser() -> AsyncIterator[Browser]:
+@contextlib.asynccontextmanager
+async def launch(*extra: str) -> AsyncIterator[Browser]:
+    """Debian's Chromium as the web tests run it (``extra``: more flags)."""
     _need_browser()
     async with async_playwright() as pw:
         chromium = await pw.chromium.launch(
@@ -48,12 +49,19 @@ async def browser() -> AsyncIterator[Browser]:
                 "--disable-gpu",
                 "--use-fake-ui-for-media-stream",
                 "--use-fake-device-for-media-stream",
+                *extra,
             ],
         )
         try:
             yield chromium
         finally:
             await chromium.close()
+
+
+@pytest.fixture
+async def browser() -> AsyncIterator[Browser]:
+    async with launch() as chromium:
+        yield chromium
 
 
 @pytest.fixture

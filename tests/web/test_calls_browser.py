@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from playwright.async_api import Browser, Page, async_playwright, expect
+from playwright.async_api import Browser, Page, expect
 
 from taube.client import Client
 from taube.client import events as ev
@@ -24,11 +24,10 @@ from tests.calls.test_calls_functional import assert_no_sdp_on_server, broken_tu
 from tests.conftest import missing_service
 from tests.web.conftest import (
     ARTIFACTS,
-    CHROMIUM,
     STEP_TIMEOUT_MS,
     PageFactory,
     SdkFactory,
-    _need_browser,
+    launch,
 )
 from tests.web.driver import sign_up, start_chat, tid
 
@@ -95,27 +94,10 @@ def web_server(tmp_path: Path, coturn: Coturn) -> Iterator[ServerProcess]:
 async def browser() -> AsyncIterator[Browser]:
     """Chromium as the other web tests run it, plus what WebRTC needs on a
     loopback-only machine (``notes/interop.md``)."""
-    _need_browser()
-    async with async_playwright() as pw:
-        chromium = await pw.chromium.launch(
-            executable_path=CHROMIUM,
-            args=[
-                "--no-sandbox",
-                "--disable-background-networking",
-                "--disable-component-update",
-                "--disable-sync",
-                "--no-first-run",
-                "--disable-gpu",
-                "--use-fake-ui-for-media-stream",
-                "--use-fake-device-for-media-stream",
-                "--allow-loopback-in-peer-connection",
-                "--disable-features=WebRtcHideLocalIpsWithMdns",
-            ],
-        )
-        try:
-            yield chromium
-        finally:
-            await chromium.close()
+    async with launch(
+        "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns"
+    ) as chromium:
+        yield chromium
 
 
 async def caller_page(
